@@ -1,0 +1,3 @@
+"""edgemeta: few-shot image recognition for the edge."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Shipped models and example images (package data, read with importlib.resources)."""

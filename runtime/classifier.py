@@ -1,0 +1,225 @@
+"""``FewShotClassifier``: class prototypes (mean embeddings) and nearest-prototype prediction.
+
+State is per-class running sums and counts, so more shots can be added at any time. All
+mutation happens under one lock; predictions read an immutable snapshot of the prototypes,
+so many threads may enroll and predict at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import EdgemetaError, StoreError
+from .model import EmbeddingModel
+from .store import StoreContents, read_store, write_store
+
+MAX_LABEL_LENGTH = 256
+
+
+class Prediction(NamedTuple):
+    """One candidate class for a query: softmax ``score`` over negative squared distances."""
+
+    label: str
+    score: float
+    distance: float
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    labels: tuple[str, ...]
+    prototypes: np.ndarray      # float32 [C, D]
+    sq_norms: np.ndarray        # float32 [C]
+
+
+def check_label(label: Any) -> str:
+    """Labels are data: any non-empty string up to 256 characters (never used as a path)."""
+    if not isinstance(label, str):
+        raise EdgemetaError(f"a label must be a string, got {type(label).__name__}")
+    if not label.strip():
+        raise EdgemetaError("a label must not be empty")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise EdgemetaError(f"a label must be at most {MAX_LABEL_LENGTH} characters")
+    return label
+
+
+class FewShotClassifier:
+    """Learns classes from a few examples each; classifies by nearest prototype."""
+
+    def __init__(self, model: EmbeddingModel, threshold: float | None = None) -> None:
+        self.model = model
+        self.threshold = threshold
+        self._cosine = model.meta.metric == "cosine"
+        self._lock = threading.RLock()
+        dim = model.embedding_dim
+        self._index: dict[str, int] = {}
+        self._order: list[str] = []
+        self._sums = np.zeros((0, dim), dtype=np.float64)
+        self._counts = np.zeros((0,), dtype=np.int64)
+        self._snapshot: _Snapshot | None = None
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        with self._lock:
+            return list(self._order)
+
+    def counts(self) -> dict[str, int]:
+        """Shots per label."""
+        with self._lock:
+            return {lab: int(self._counts[i]) for i, lab in enumerate(self._order)}
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def embed(self, images: Any) -> np.ndarray:
+        """float32 [N, D] embeddings as the classifier compares them (unit length for cosine)."""
+        emb = self.model.embed(images)
+        if self._cosine:
+            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return emb
+
+    def enroll(self, label: str, images: Any) -> int:
+        """Add the images as examples of ``label``; returns the class's number of shots."""
+        label = check_label(label)
+        emb = self.embed(images).astype(np.float64)
+        if not np.all(np.isfinite(emb)):
+            raise EdgemetaError("the model produced non-finite embeddings for these images")
+        return self.add_embeddings(label, emb.sum(axis=0), emb.shape[0])
+
+    def add_embeddings(self, label: str, total: np.ndarray, count: int) -> int:
+        """Add ``count`` shots whose embeddings sum to ``total`` (float [D])."""
+        with self._lock:
+            row = self._index.get(label)
+            if row is None:
+                row = len(self._order)
+                self._grow(row + 1)
+                self._index[label] = row
+                self._order.append(label)
+                self._sums[row] = 0.0
+                self._counts[row] = 0
+            self._sums[row] += total
+            self._counts[row] += count
+            self._snapshot = None
+            return int(self._counts[row])
+
+    def _grow(self, rows: int) -> None:
+        if rows <= self._sums.shape[0]:
+            return
+        capacity = max(rows, 2 * self._sums.shape[0], 16)
+        sums = np.zeros((capacity, self._sums.shape[1]), dtype=np.float64)
+        counts = np.zeros((capacity,), dtype=np.int64)
+        n = len(self._order)
+        sums[:n], counts[:n] = self._sums[:n], self._counts[:n]
+        self._sums, self._counts = sums, counts
+
+    def remove(self, label: str) -> None:
+        """Forget a class; unknown labels are an error."""
+        with self._lock:
+            row = self._index.pop(label, None)
+            if row is None:
+                raise EdgemetaError(f"no class named {label!r}")
+            last = len(self._order) - 1
+            if row != last:
+                moved = self._order[last]
+                self._order[row] = moved
+                self._index[moved] = row
+                self._sums[row], self._counts[row] = self._sums[last], self._counts[last]
+            self._order.pop()
+            self._snapshot = None
+
+    def prototypes(self) -> tuple[list[str], np.ndarray]:
+        """Labels and their prototypes, float32 [C, D] (the mean of each class's shots)."""
+        snap = self._current()
+        return list(snap.labels), snap.prototypes.copy()
+
+    def _current(self) -> _Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                n = len(self._order)
+                protos = (self._sums[:n] / self._counts[:n, None]).astype(np.float32)
+                self._snapshot = _Snapshot(tuple(self._order), protos, np.einsum("cd,cd->c", protos, protos))
+            return self._snapshot
+
+    # -- prediction --------------------------------------------------------------------
+    def distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray]:
+        """Labels and squared Euclidean distances float32 [N, C] from each image to each prototype."""
+        snap = self._current()
+        if not snap.labels:
+            raise EdgemetaError("the classifier has no classes enrolled")
+        return snap.labels, self._distances_to(self.embed(images), snap)
+
+    @staticmethod
+    def _distances_to(emb: np.ndarray, snap: _Snapshot) -> np.ndarray:
+        # ||q||^2 - 2 q.p + ||p||^2: one matrix product for all prototypes.
+        d = emb @ snap.prototypes.T
+        d *= -2.0
+        d += snap.sq_norms
+        d += np.einsum("nd,nd->n", emb, emb)[:, None]
+        return np.maximum(d, 0.0, out=d)
+
+    def predict(self, images: Any, top_k: int = 1) -> list[list[Prediction]]:
+        """Per image, the ``top_k`` classes, best first: Prediction(label, score, distance)."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise EdgemetaError(f"top_k must be a positive integer, got {top_k!r}")
+        labels, d = self.distances(images)
+        scores = _softmax_neg(d)
+        k = min(top_k, len(labels))
+        if k == 1:
+            best = d.argmin(axis=1)[:, None]
+        elif k < len(labels):
+            part = np.argpartition(d, k - 1, axis=1)[:, :k]
+            best = np.take_along_axis(part, np.argsort(np.take_along_axis(d, part, 1), axis=1, kind="stable"), 1)
+        else:
+            best = np.argsort(d, axis=1, kind="stable")
+        return [[Prediction(labels[j], float(s[j]), float(dist[j])) for j in row]
+                for row, s, dist in zip(best.tolist(), scores, d)]
+
+    def effective_threshold(self, threshold: float | None = None) -> float | None:
+        """The rejection threshold in force: the caller's, else this classifier's, else the model's."""
+        for t in (threshold, self.threshold, self.model.meta.threshold):
+            if t is not None:
+                return float(t)
+        return None
+
+    def classify(self, images: Any, threshold: float | None = None) -> list[str | None]:
+        """Top-1 label per image, or None when its distance exceeds the rejection threshold."""
+        limit = self.effective_threshold(threshold)
+        return [None if limit is not None and p[0].distance > limit else p[0].label
+                for p in self.predict(images, top_k=1)]
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the store atomically (the old file stays intact if this is interrupted)."""
+        with self._lock:
+            n = len(self._order)
+            contents = StoreContents(list(self._order), self._sums[:n].copy(), self._counts[:n].copy(),
+                                     self.model.fingerprint, self.model.meta.metric)
+        write_store(path, contents)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None) -> "FewShotClassifier":
+        """Read a store made with ``model`` (a store of another model is refused)."""
+        contents = read_store(path)
+        if contents.model_fingerprint != model.fingerprint:
+            raise StoreError(
+                f"store {path} was made with another model (fingerprint {contents.model_fingerprint[:12]}), "
+                f"not {model.path.name} ({model.fingerprint[:12]})")
+        if contents.sums.shape[1] != model.embedding_dim:
+            raise StoreError(f"store {path} holds {contents.sums.shape[1]}-d prototypes, the model makes {model.embedding_dim}-d")
+        clf = cls(model, threshold=threshold)
+        for label, total, count in zip(contents.labels, contents.sums, contents.counts):
+            clf.add_embeddings(check_label(label), total, int(count))
+        return clf
+
+
+def _softmax_neg(d: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of -d, float32 [N, C]."""
+    z = d.min(axis=1, keepdims=True) - d
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z

@@ -1,0 +1,182 @@
+"""Turn every accepted image form into a uint8 [N, H, W, C] batch at a given size.
+
+Accepted: a path, a ``PIL.Image``, a 2-D (H, W) or 3-D (H, W, C) array, a sequence of
+those, or a batch array (N, H, W) / (N, H, W, C); uint8 0..255, float 0..1, bool, or
+16-bit integers. Arrays already at the target size and channel count take a vectorized
+path with no per-image Python work; everything else goes through PIL, one image at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageError
+
+RESIZE_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# Refused before decoding: a file that declares more pixels than this is a decompression
+# bomb or far larger than any few-shot input needs.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024
+_CHANNEL_AXIS_SIZES = (1, 3, 4)
+
+
+def to_uint8_images(images: Any, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    """Convert ``images`` to uint8 [N, size[0], size[1], channels]."""
+    if isinstance(images, np.ndarray):
+        return _from_array(images, size, channels, resize)
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return _single(images, size, channels, resize)[None]
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ImageError("no images given")
+        out = np.empty((len(images), size[0], size[1], channels), dtype=np.uint8)
+        for i, item in enumerate(images):
+            out[i] = _single(item, size, channels, resize)
+        return out
+    raise ImageError(f"unsupported image type {type(images).__name__}")
+
+
+def _single(item: Any, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    if isinstance(item, (str, os.PathLike)):
+        return _pil_to_array(open_image(item), size, channels, resize)
+    if isinstance(item, Image.Image):
+        return _pil_to_array(item, size, channels, resize)
+    if isinstance(item, np.ndarray):
+        if item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in _CHANNEL_AXIS_SIZES):
+            raise ImageError(f"an image array in a sequence must be (H, W) or (H, W, C), got shape {item.shape}")
+        return _from_array(item, size, channels, resize)[0]
+    raise ImageError(f"unsupported image type {type(item).__name__}")
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file, refusing bombs before decoding."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"image not found: {p}")
+    nbytes = p.stat().st_size
+    if nbytes == 0:
+        raise ImageError(f"empty file (0 bytes): {p}")
+    if nbytes > MAX_IMAGE_FILE_BYTES:
+        raise ImageError(f"image file too large ({nbytes} bytes): {p}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
+                raise ImageError(f"image declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS}: {p}")
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image file: {p}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image refused as a decompression bomb: {p}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"cannot decode image {p}: {e}") from None
+    return img
+
+
+def _pil_mode_to_uint8(img: Image.Image, channels: int) -> Image.Image:
+    """Any PIL mode -> 'L' or 'RGB'. Transparency is composited onto white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    target = "L" if channels == 1 else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def _pil_to_array(img: Image.Image, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image of {w}x{h} pixels is over the limit of {MAX_IMAGE_PIXELS}")
+    try:
+        img = _pil_mode_to_uint8(img, channels)
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), RESIZE_FILTERS[resize])
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot convert image: {e}") from None
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr.reshape(size[0], size[1], channels)
+
+
+def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ImageError("image array contains NaN or inf")
+        if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+            raise ImageError("float image arrays must hold values in 0..1")
+        return (arr * 255.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and arr.min() < 0:
+            raise ImageError("integer image arrays must not hold negative values")
+        top = 255 if arr.size == 0 or arr.max() <= 255 else 65535
+        if arr.size and arr.max() > 65535:
+            raise ImageError("integer image arrays must hold values in 0..255 or 0..65535")
+        return (arr.astype(np.float64) * (255.0 / top) + 0.5).astype(np.uint8)
+    raise ImageError(f"unsupported image array dtype {arr.dtype}")
+
+
+def _as_nhwc(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        return arr[None, :, :, None]
+    if arr.ndim == 3:
+        if arr.shape[2] in _CHANNEL_AXIS_SIZES and arr.shape[0] > 4:
+            return arr[None]
+        return arr[..., None]
+    if arr.ndim == 4 and arr.shape[3] in _CHANNEL_AXIS_SIZES:
+        return arr
+    raise ImageError(
+        f"image array of shape {arr.shape}: expected (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in 1, 3, 4")
+
+
+def _from_array(arr: np.ndarray, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    batch = _as_nhwc(arr)
+    if batch.shape[0] == 0:
+        raise ImageError("no images given (empty batch)")
+    if min(batch.shape[1], batch.shape[2]) < 1:
+        raise ImageError(f"image array of shape {arr.shape} has no pixels")
+    batch = _array_to_uint8(batch)
+    if batch.shape[1:3] == tuple(size) and batch.shape[3] == channels:
+        return batch
+    if batch.shape[1:3] == tuple(size) and channels == 1 and batch.shape[3] == 3:
+        return _rgb_to_gray(batch)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[batch.shape[3]]
+    out = np.empty((batch.shape[0], size[0], size[1], channels), dtype=np.uint8)
+    for i in range(batch.shape[0]):
+        img = Image.fromarray(batch[i, :, :, 0] if mode == "L" else batch[i], mode)
+        out[i] = _pil_to_array(img, size, channels, resize)
+    return out
+
+
+def _rgb_to_gray(batch: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> [N, H, W, 1], bit-identical to PIL's convert('L')."""
+    rgb = batch.astype(np.uint32)
+    gray = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return gray.astype(np.uint8)[..., None]

@@ -1,0 +1,152 @@
+"""``EmbeddingModel``: an ONNX embedding network plus the metadata that says how to feed it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ModelError
+from .metadata import METADATA_KEY, ModelMetadata
+from .preprocess import _normalize_with, normalize_constants, prepare_uint8
+
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+DEFAULT_MODEL_NAME = "default.onnx"
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def default_model_path() -> Path:
+    """Path of the model shipped in the package (``edgemeta/models/default.onnx``)."""
+    return Path(str(resources.files("edgemeta.models").joinpath(DEFAULT_MODEL_NAME)))
+
+
+def _choose_providers(device: str, providers: Sequence[str] | None) -> list[str]:
+    available = ort.get_available_providers()
+    if providers is not None:
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ModelError(f"execution provider(s) {missing} not available; this onnxruntime has {available}")
+        return list(providers)
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r}; one of {DEVICES}")
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not has_cuda:
+        raise ModelError("device 'cuda' asked for, but this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _read_model_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelError(f"model file is empty: {path}")
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"model file is {size} bytes, over the limit of {MAX_MODEL_BYTES}: {path}")
+    return path.read_bytes()
+
+
+class EmbeddingModel:
+    """Loads ``model.onnx``, checks it, and embeds images.
+
+    ``device``: ``cpu`` (default), ``cuda`` or ``auto``; ``providers`` overrides it with an
+    explicit onnxruntime provider list. ``threads``: intra-op threads (None: onnxruntime's default).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "cpu",
+                 providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        self.path = Path(path)
+        data = _read_model_bytes(self.path)
+        self.fingerprint = hashlib.sha256(data).hexdigest()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            if threads < 1:
+                raise ModelError(f"threads must be at least 1, got {threads}")
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(data, options, providers=_choose_providers(device, providers))
+        except ModelError:
+            raise
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"not a valid ONNX model: {self.path} ({str(e).splitlines()[0][:200]})") from None
+        self.meta = self._read_metadata()
+        self._check_signature()
+        self._scale, self._offset = normalize_constants(self.meta.preprocess)
+        self._run_options = ort.RunOptions()
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> "EmbeddingModel":
+        """The model shipped with edgemeta."""
+        path = default_model_path()
+        if not path.is_file():
+            raise ModelError(f"the default model is missing from this installation ({path})")
+        return cls(path, **kwargs)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.meta.to_dict()
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model, e.g. ``CPUExecutionProvider``."""
+        return self._session.get_providers()[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.meta.embedding_dim
+
+    def _read_metadata(self) -> ModelMetadata:
+        props = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelError(f"ONNX model has no edgemeta metadata (key {METADATA_KEY!r}): {self.path}")
+        return ModelMetadata.from_json(props[METADATA_KEY])
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        spec = self.meta.preprocess
+        if len(inputs) != 1 or inputs[0].name != self.meta.input_name:
+            raise ModelError(f"model must have one input named {self.meta.input_name!r}, has {[i.name for i in inputs]}")
+        shape = inputs[0].shape
+        expected = [None, spec.channels, spec.size[0], spec.size[1]]
+        if len(shape) != 4 or any(isinstance(s, int) and e is not None and s != e for s, e in zip(shape, expected)):
+            raise ModelError(f"model input has shape {shape}, expected [N, {spec.channels}, {spec.size[0]}, {spec.size[1]}]")
+        if inputs[0].type != "tensor(float)":
+            raise ModelError(f"model input must be float32, is {inputs[0].type}")
+        named = [o for o in outputs if o.name == self.meta.output_name]
+        if not named or len(named[0].shape) != 2:
+            raise ModelError(f"model must have a 2-D output named {self.meta.output_name!r}, has {[(o.name, o.shape) for o in outputs]}")
+        dim = named[0].shape[1]
+        if isinstance(dim, int) and dim != self.meta.embedding_dim:
+            raise ModelError(f"model output has {dim} features but its metadata says {self.meta.embedding_dim}")
+
+    def prepare(self, images: Any) -> np.ndarray:
+        """Any accepted image form -> canonical uint8 [N, H, W, C]."""
+        return prepare_uint8(images, self.meta.preprocess)
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, C] (from ``prepare``) -> float32 [N, D]."""
+        x = _normalize_with(batch, self._scale, self._offset)
+        return self.run_input(x)
+
+    def run_input(self, x: np.ndarray) -> np.ndarray:
+        """Normalized float32 [N, C, H, W] -> float32 [N, D]: the bare network call."""
+        out = self._session.run([self.meta.output_name], {self.meta.input_name: x}, self._run_options)[0]
+        if out.shape != (x.shape[0], self.meta.embedding_dim):
+            raise ModelError(f"model returned shape {out.shape}, expected ({x.shape[0]}, {self.meta.embedding_dim})")
+        return out
+
+    def embed(self, images: Any) -> np.ndarray:
+        """Any accepted image form -> float32 [N, D] embeddings."""
+        return self.embed_prepared(self.prepare(images))
+
+    def __repr__(self) -> str:
+        return f"EmbeddingModel({str(self.path)!r}, provider={self.provider!r}, dim={self.embedding_dim})"

@@ -1,0 +1,138 @@
+"""The one definition of preprocessing, shared by training and the runtime.
+
+Every image takes the same two steps, whichever side it is on:
+
+1. ``prepare_uint8``: decode / convert mode / resize / fix polarity, giving a canonical
+   ``uint8 [N, H, W, C]`` batch. Training runs this once over its data set; the runtime
+   runs it on every request (with a vectorized fast path for arrays already at size).
+2. ``normalize``: ``uint8 [N, H, W, C] -> float32 [N, C, H, W]`` with
+   ``(x / 255 - mean) / std``. Training does the same arithmetic on its device with
+   ``normalize_constants`` (checked against this function by a test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .images import RESIZE_FILTERS, to_uint8_images
+
+POLARITIES = ("light_on_dark", "dark_on_light", "none")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What a model expects as input.
+
+    size: (height, width) of the model input.
+    channels: 1 (grayscale) or 3 (RGB).
+    resize: a PIL filter name (see ``RESIZE_FILTERS``).
+    polarity: ``light_on_dark`` (bright ink on a dark background, like MNIST),
+        ``dark_on_light`` (like Omniglot scans) or ``none`` (natural RGB images).
+    auto_polarity: per image, look at the border to find the background and invert the
+        image when its polarity is the opposite of ``polarity``.
+    mean, std: per-channel normalization applied after scaling to 0..1.
+    """
+
+    size: tuple[int, int] = (28, 28)
+    channels: int = 1
+    resize: str = "bilinear"
+    polarity: str = "light_on_dark"
+    auto_polarity: bool = True
+    mean: tuple[float, ...] = field(default=(0.0,))
+    std: tuple[float, ...] = field(default=(1.0,))
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ModelError(f"preprocess size must be two positive integers, got {self.size}")
+        if self.channels not in (1, 3):
+            raise ModelError(f"preprocess channels must be 1 or 3, got {self.channels}")
+        if self.resize not in RESIZE_FILTERS:
+            raise ModelError(f"unknown resize method {self.resize!r}; one of {sorted(RESIZE_FILTERS)}")
+        if self.polarity not in POLARITIES:
+            raise ModelError(f"unknown polarity {self.polarity!r}; one of {POLARITIES}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ModelError("preprocess mean and std need one value per channel")
+        if any(not np.isfinite(s) or s <= 0 for s in self.std) or not np.all(np.isfinite(self.mean)):
+            raise ModelError("preprocess std must be positive and mean finite")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        try:
+            return cls(
+                size=tuple(int(v) for v in d["size"]),
+                channels=int(d["channels"]),
+                resize=str(d["resize"]),
+                polarity=str(d["polarity"]),
+                auto_polarity=bool(d.get("auto_polarity", True)),
+                mean=tuple(float(v) for v in d["mean"]),
+                std=tuple(float(v) for v in d["std"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"invalid preprocess metadata: {e}") from None
+
+
+def normalize_constants(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``scale``, ``offset`` (float32 [C]) with ``input = x_uint8 * scale + offset``."""
+    std = np.asarray(spec.std, dtype=np.float64)
+    mean = np.asarray(spec.mean, dtype=np.float64)
+    return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+
+
+def fix_polarity(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Invert the images of ``batch`` (uint8 [N, H, W, C]) whose background is the wrong way.
+
+    The background is taken to be whatever the one-pixel border mostly is: bright when the
+    border's mean is above mid-gray. Returns a new array only when something is inverted.
+    """
+    if spec.polarity == "none" or not spec.auto_polarity or batch.shape[0] == 0:
+        return batch
+    n = batch.shape[0]
+    top, bottom = batch[:, 0].reshape(n, -1), batch[:, -1].reshape(n, -1)
+    left, right = batch[:, 1:-1, 0].reshape(n, -1), batch[:, 1:-1, -1].reshape(n, -1)
+    border_sum = (top.sum(1, dtype=np.int64) + bottom.sum(1, dtype=np.int64)
+                  + left.sum(1, dtype=np.int64) + right.sum(1, dtype=np.int64))
+    border_count = top.shape[1] + bottom.shape[1] + left.shape[1] + right.shape[1]
+    bright_background = border_sum * 2 > 255 * border_count
+    wrong = bright_background if spec.polarity == "light_on_dark" else ~bright_background
+    if not wrong.any():
+        return batch
+    if wrong.all():
+        return 255 - batch
+    out = batch.copy()
+    out[wrong] = 255 - batch[wrong]
+    return out
+
+
+def prepare_uint8(images: Any, spec: PreprocessSpec) -> np.ndarray:
+    """Any accepted image form -> canonical uint8 [N, H, W, C] at the model's size and polarity."""
+    batch = to_uint8_images(images, spec.size, spec.channels, spec.resize)
+    return fix_polarity(batch, spec)
+
+
+def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 [N, H, W, C] -> float32 [N, C, H, W], ``(x / 255 - mean) / std``."""
+    scale, offset = normalize_constants(spec)
+    return _normalize_with(batch, scale, offset)
+
+
+def _normalize_with(batch: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    n, h, w, c = batch.shape
+    if c == 1:
+        out = np.multiply(batch.reshape(n, 1, h, w), scale[0], dtype=np.float32)
+        if offset[0] != 0.0:
+            out += offset[0]
+        return out
+    out = np.multiply(batch, scale, dtype=np.float32)
+    out += offset
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -1,0 +1,1 @@
+"""Episodic meta-training (needs the train extra: torch)."""
