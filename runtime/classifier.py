@@ -33,6 +33,7 @@ class Prediction(NamedTuple):
 class _Snapshot:
     labels: tuple[str, ...]
     prototypes: np.ndarray      # float32 [C, D]
+    minus_2_t: np.ndarray       # float32 [D, C]: -2 * prototypes.T, ready for one matrix product
     sq_norms: np.ndarray        # float32 [C]
 
 
@@ -142,42 +143,40 @@ class FewShotClassifier:
             if self._snapshot is None:
                 n = len(self._order)
                 protos = (self._sums[:n] / self._counts[:n, None]).astype(np.float32)
-                self._snapshot = _Snapshot(tuple(self._order), protos, np.einsum("cd,cd->c", protos, protos))
+                self._snapshot = _Snapshot(tuple(self._order), protos, np.ascontiguousarray(-2.0 * protos.T),
+                                           np.einsum("cd,cd->c", protos, protos))
             return self._snapshot
 
     # -- prediction --------------------------------------------------------------------
     def distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray]:
         """Labels and squared Euclidean distances float32 [N, C] from each image to each prototype."""
+        labels, partial, query_sq = self._partial_distances(images)
+        return labels, np.maximum(partial + query_sq[:, None], 0.0)
+
+    def _partial_distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """``||p||^2 - 2 q.p`` float32 [N, C] (one matrix product for all prototypes) and ``||q||^2`` [N].
+
+        Their sum is the squared distance; ranking and softmax need only the first part.
+        """
         snap = self._current()
         if not snap.labels:
             raise EdgemetaError("the classifier has no classes enrolled")
-        return snap.labels, self._distances_to(self.embed(images), snap)
-
-    @staticmethod
-    def _distances_to(emb: np.ndarray, snap: _Snapshot) -> np.ndarray:
-        # ||q||^2 - 2 q.p + ||p||^2: one matrix product for all prototypes.
-        d = emb @ snap.prototypes.T
-        d *= -2.0
-        d += snap.sq_norms
-        d += np.einsum("nd,nd->n", emb, emb)[:, None]
-        return np.maximum(d, 0.0, out=d)
+        emb = self.embed(images)
+        partial = emb @ snap.minus_2_t
+        partial += snap.sq_norms
+        return snap.labels, partial, np.einsum("nd,nd->n", emb, emb)
 
     def predict(self, images: Any, top_k: int = 1) -> list[list[Prediction]]:
         """Per image, the ``top_k`` classes, best first: Prediction(label, score, distance)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise EdgemetaError(f"top_k must be a positive integer, got {top_k!r}")
-        labels, d = self.distances(images)
-        scores = _softmax_neg(d)
-        k = min(top_k, len(labels))
-        if k == 1:
-            best = d.argmin(axis=1)[:, None]
-        elif k < len(labels):
-            part = np.argpartition(d, k - 1, axis=1)[:, :k]
-            best = np.take_along_axis(part, np.argsort(np.take_along_axis(d, part, 1), axis=1, kind="stable"), 1)
-        else:
-            best = np.argsort(d, axis=1, kind="stable")
-        return [[Prediction(labels[j], float(s[j]), float(dist[j])) for j in row]
-                for row, s, dist in zip(best.tolist(), scores, d)]
+        labels, d, query_sq = self._partial_distances(images)
+        best = _top_k(d, min(top_k, len(labels)))
+        weights = d.min(axis=1, keepdims=True) - d   # softmax of -distance, shifted for stability
+        np.exp(weights, out=weights)
+        totals = weights.sum(axis=1).tolist()
+        return [[Prediction(labels[j], float(wt[j]) / total, max(float(dj[j]) + qsq, 0.0)) for j in row]
+                for row, wt, total, dj, qsq in zip(best.tolist(), weights, totals, d, query_sq.tolist())]
 
     def effective_threshold(self, threshold: float | None = None) -> float | None:
         """The rejection threshold in force: the caller's, else this classifier's, else the model's."""
@@ -217,9 +216,12 @@ class FewShotClassifier:
         return clf
 
 
-def _softmax_neg(d: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of -d, float32 [N, C]."""
-    z = d.min(axis=1, keepdims=True) - d
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
+def _top_k(d: np.ndarray, k: int) -> np.ndarray:
+    """Column indices int [N, k] of the k smallest entries of each row of d [N, C], smallest first."""
+    if k == 1:
+        return d.argmin(axis=1)[:, None]
+    if k < d.shape[1]:
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1)
+    return np.argsort(d, axis=1, kind="stable")

@@ -89,6 +89,20 @@ def normalize_constants(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
+_BORDER_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def border_index(h: int, w: int, c: int) -> np.ndarray:
+    """Flat indices (into an [H, W, C] image) of the one-pixel border, cached per shape."""
+    key = (h, w, c)
+    idx = _BORDER_CACHE.get(key)
+    if idx is None:
+        mask = np.zeros((h, w, c), dtype=bool)
+        mask[0], mask[-1], mask[:, 0], mask[:, -1] = True, True, True, True
+        idx = _BORDER_CACHE[key] = np.flatnonzero(mask)
+    return idx
+
+
 def fix_polarity(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Invert the images of ``batch`` (uint8 [N, H, W, C]) whose background is the wrong way.
 
@@ -97,18 +111,15 @@ def fix_polarity(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """
     if spec.polarity == "none" or not spec.auto_polarity or batch.shape[0] == 0:
         return batch
-    n = batch.shape[0]
-    top, bottom = batch[:, 0].reshape(n, -1), batch[:, -1].reshape(n, -1)
-    left, right = batch[:, 1:-1, 0].reshape(n, -1), batch[:, 1:-1, -1].reshape(n, -1)
-    border_sum = (top.sum(1, dtype=np.int64) + bottom.sum(1, dtype=np.int64)
-                  + left.sum(1, dtype=np.int64) + right.sum(1, dtype=np.int64))
-    border_count = top.shape[1] + bottom.shape[1] + left.shape[1] + right.shape[1]
-    bright_background = border_sum * 2 > 255 * border_count
+    n, h, w, c = batch.shape
+    idx = border_index(h, w, c)
+    border_sum = batch.reshape(n, -1).take(idx, axis=1).sum(axis=1, dtype=np.int64)
+    bright_background = border_sum * 2 > 255 * idx.size
     wrong = bright_background if spec.polarity == "light_on_dark" else ~bright_background
+    if n == 1:
+        return 255 - batch if wrong[0] else batch
     if not wrong.any():
         return batch
-    if wrong.all():
-        return 255 - batch
     out = batch.copy()
     out[wrong] = 255 - batch[wrong]
     return out
