@@ -1,0 +1,41 @@
+"""``edgemeta demo`` on the shipped examples (a tiny model here; the shipped model when present)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgemeta.cli import main
+from edgemeta.runtime import default_model_path
+from tiny_models import linear_model
+
+
+def test_demo_runs_and_writes_contact_sheet(tmp_path):
+    model = linear_model(tmp_path / "m.onnx")
+    sheet = tmp_path / "sheet.png"
+    res = CliRunner().invoke(main, ["demo", "--model", str(model), "--out", str(sheet), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert [r["set"] for r in doc["results"]] == ["omniglot", "mnist"]
+    omniglot = doc["results"][0]
+    assert omniglot["classes"] == 10 and omniglot["shots"] == 1 and len(omniglot["rows"]) == 50
+    assert Image.open(sheet).size[0] > 0
+
+
+def test_demo_table_for_people(tmp_path):
+    model = linear_model(tmp_path / "m.onnx")
+    res = CliRunner().invoke(main, ["demo", "--model", str(model), "--out", str(tmp_path / "s.png"), "--set", "mnist"])
+    assert res.exit_code == 0, res.output
+    assert "accuracy:" in res.output and "ms per image" in res.output and "contact sheet:" in res.output
+
+
+@pytest.mark.skipif(not default_model_path().is_file(), reason="the default model is not built yet")
+def test_demo_with_shipped_model_recognizes_unseen_characters(tmp_path):
+    res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "s.png"), "--json"])
+    assert res.exit_code == 0, res.output
+    omniglot, mnist = json.loads(res.output)["results"]
+    assert omniglot["accuracy"] >= 0.9
+    assert mnist["accuracy"] >= 0.7
