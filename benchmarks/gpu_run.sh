@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The one GPU job (issue 3 figures, issue 6 models): install, train recipe variants side by side
+# on one GPU, then measure training throughput alone on the GPU. Run from the repo root with the
+# data in gpu_data/{omniglot,mnist}; results land in $OUT (checkpoints, json, png, logs).
+#   run: bash benchmarks/gpu_run.sh        (carry gpu_data)
+#   CPU smoke test: DEVICE=cpu TRAIN_SECONDS=20 TP_SECONDS=0 OUT=/tmp/gpu bash benchmarks/gpu_run.sh
+set -uo pipefail
+OUT=${OUT:-out}
+DEVICE=${DEVICE:-cuda}
+T=${TRAIN_SECONDS:-270}
+TP=${TP_SECONDS:-4}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_run.log") 2>&1
+date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
+if ! pip install --no-deps --no-build-isolation -e . > "$OUT/pip.log" 2>&1; then
+  # Fallback: assemble the import package from the layout folders by symlinks.
+  echo "pip install failed (see pip.log); using a symlinked package on PYTHONPATH"
+  shim=$(mktemp -d); mkdir "$shim/edgemeta"; cp -r edgemeta/. "$shim/edgemeta/"
+  for d in runtime train export models; do ln -s "$PWD/$d" "$shim/edgemeta/$d"; done
+  export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+  edgemeta() { python -m edgemeta "$@"; }
+  export -f edgemeta
+fi
+python -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+
+# Variants train concurrently (one GPU, 16 CPU cores); each halves its learning rate at every
+# eighth of its time budget, so all complete their schedule. Validation: 5-way 1-shot on
+# held-out background alphabets (Lake) or vinyals-val.
+COMMON=(--device "$DEVICE" --way 60 --shot 1,5 --query 5 --episodes 100000000 --lr-schedule time
+        --time-limit "$T" --val-every 10000 --val-episodes 600 --no-progress --json)
+variant() {  # name split augment size
+  timeout $((T + 90)) edgemeta train --data gpu_data/omniglot --split "$2" --augment "$3" --size "$4" \
+      --out "$OUT/$1" "${COMMON[@]}" > "$OUT/$1.json" 2> "$OUT/$1.log"
+  echo "$1 rc=$? $(tail -c 300 "$OUT/$1.json")"
+}
+variant lake_full28 background full 28 &
+variant lake_affine28 background affine 28 &
+variant lake_full32 background full 32 &
+variant vinyals_full28 vinyals-trainval full 28 &
+variant vinyals_full32 vinyals-trainval full 32 &
+wait
+
+if [ "$TP" != "0" ]; then
+  timeout 200 python benchmarks/train_throughput.py --device "$DEVICE" --seconds "$TP" \
+      --tta-data gpu_data/omniglot --tta-seconds 40 --json > "$OUT/throughput.json" 2> "$OUT/throughput.log"
+  echo "throughput rc=$?"; cat "$OUT/throughput.log" | grep -v Warning | tail -8
+fi
+rm -f "$OUT"/*/*.tmp
+du -sh "$OUT"; date

@@ -1,0 +1,93 @@
+"""``edgemeta export`` and ``edgemeta bake`` (torch and onnx are imported inside the commands)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+
+def _threshold_option(value: str) -> float | str | None:
+    if value.lower() == "none":
+        return None
+    if value.lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise click.ClickException(f"--threshold takes 'auto', 'none' or a squared distance, got {value!r}") from None
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("edgemeta.export",):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+@click.command()
+@click.argument("run", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="The ONNX model file to write.")
+@click.option("--int8", is_flag=True, help="Static int8 quantization (QDQ, per-channel), verified and measured.")
+@click.option("--force", is_flag=True, help="With --int8: write the model even if it loses over 1 point of accuracy.")
+@click.option("--data", default=None, help="Verification/calibration data (default: the run's training source).")
+@click.option("--split", default=None, help="Omniglot split of --data (default: the run's validation split).")
+@click.option("--threshold", default="auto", show_default=True,
+              help="Rejection threshold: 'auto' (accepts 95% of genuine queries), 'none' or a squared distance.")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
+              help="torch.onnx exporter; auto tries dynamo, then legacy.")
+@click.option("--episodes", type=click.IntRange(1), default=200, show_default=True, help="Verification episodes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, split: str | None, threshold: str,
+           exporter: str, episodes: int, as_json: bool) -> None:
+    """Export a training run (its best.pt, else last.pt) or a checkpoint to a verified ONNX model."""
+    try:
+        from edgemeta.export.pipeline import ExportOptions, run_export
+    except ImportError as e:
+        raise click.ClickException(f"export needs the export extra (pip install 'edgemeta[export]'): {e}") from None
+    _log_to_stderr()
+    opts = ExportOptions(out=out, int8=int8, force=force, data=data, split=split,
+                         threshold=_threshold_option(threshold), exporter=exporter, episodes=episodes)
+    report = run_export(run, opts, say=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    click.echo(f"wrote {report['out']} ({report['bytes']} bytes, {'int8' if int8 else 'fp32'}, {report['exporter']} exporter, opset {report['opset']})")
+    click.echo(f"parity: max abs diff {report['parity']['max_abs_diff']:.3g}; "
+               f"5-way 1-shot accuracy {100 * report['accuracy']['accuracy']:.2f}% on {report['data']['data']}")
+    if int8:
+        q = report["int8"]
+        click.echo(f"int8: accuracy change {q['accuracy']['change_points']:+.2f} points, "
+                   f"throughput x{q['throughput_batch64']['ratio']:.2f} vs fp32 at batch 64")
+    how = report["threshold_method"]
+    if report["threshold"] is None:
+        click.echo(f"rejection threshold: none ({how.get('reason', how['method'])})")
+    else:
+        click.echo(f"rejection threshold: {report['threshold']:.4g} ({how['method']})")
+
+
+@click.command()
+@click.option("--model", "-m", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Embedding model (default: the shipped model).")
+@click.option("--store", "-s", required=True, type=click.Path(path_type=Path), help="Prototype store made with that model.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="The classifier ONNX file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+def bake(model_path: Path | None, store: Path, out: Path, as_json: bool) -> None:
+    """Bake a model and a store into one ONNX classifier: normalized images in, scores and best index out."""
+    try:
+        from edgemeta.export.bake import bake as bake_file
+    except ImportError as e:
+        raise click.ClickException(f"bake needs the export extra (pip install 'edgemeta[export]'): {e}") from None
+    from edgemeta.runtime.model import EmbeddingModel
+
+    model = EmbeddingModel.default() if model_path is None else EmbeddingModel(model_path)
+    report = bake_file(model, store, out)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"wrote {report['out']} ({report['bytes']} bytes): {report['classes']} classes, "
+               f"verified against the runtime (max score diff {report['max_score_diff']:.2g})")

@@ -1,0 +1,94 @@
+"""``edgemeta train``: episodic meta-training (torch imported inside the command)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+SPLIT_CHOICES = ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-trainval", "vinyals-test")
+
+
+def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        shots = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("give an integer or a comma-separated list such as 1,5") from None
+    if not shots or min(shots) < 1:
+        raise click.BadParameter("shots must be positive integers")
+    return shots
+
+
+@click.command()
+@click.option("--data", "data", required=True, help="Omniglot npz folder/file, official folders or zips, MNIST IDX, or a class-per-folder tree.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, config.json, metrics.jsonl, curves.png).")
+@click.option("--split", default=None, help=f"Omniglot split: {' | '.join(SPLIT_CHOICES)} (default: background).")
+@click.option("--way", default=60, show_default=True, type=click.IntRange(2), help="Classes per training episode.")
+@click.option("--shot", default="1,5", show_default=True, callback=_shots, help="Support examples per class; a list cycles step by step.")
+@click.option("--query", default=5, show_default=True, type=click.IntRange(1), help="Query examples per class.")
+@click.option("--episodes", default=40000, show_default=True, type=click.IntRange(1), help="Training episodes in all.")
+@click.option("--episodes-per-step", default=0, show_default=True, type=click.IntRange(0), help="Episodes batched into one optimizer step (0: 8 on CUDA, 1 on CPU).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 autocast on CUDA, fp32 on the CPU.")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue exactly from RUN_DIR/last.pt (its saved config wins, except --episodes and --device).")
+@click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
+@click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
+@click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr-step", default=0, show_default=True, type=click.IntRange(0), help="Episodes between learning-rate halvings (0: episodes / 8).")
+@click.option("--lr-schedule", default="episodes", show_default=True, type=click.Choice(["episodes", "time"]),
+              help="Halve the learning rate every --lr-step episodes, or at every eighth of --time-limit.")
+@click.option("--augment", default="full", show_default=True, type=click.Choice(["none", "affine", "stroke", "full"]), help="On-device augmentation: affine, stroke width, both.")
+@click.option("--rotations/--no-rotations", default=True, show_default=True, help="Omniglot rotations by 90/180/270 as extra classes.")
+@click.option("--val-every", default=1000, show_default=True, type=click.IntRange(1), help="Episodes between validations.")
+@click.option("--val-episodes", default=600, show_default=True, type=click.IntRange(1))
+@click.option("--test-way", default=5, show_default=True, type=click.IntRange(2), help="Validation way.")
+@click.option("--test-shot", default=1, show_default=True, type=click.IntRange(1), help="Validation shot.")
+@click.option("--patience", default=0, show_default=True, type=click.IntRange(0), help="Stop after this many validations without improvement (0: never).")
+@click.option("--time-limit", default=0.0, show_default=True, type=click.FloatRange(0), help="Seconds of training before a last validation and stop (0: none).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def train(data: str, out: str, split: str | None, way: int, shot: list[int], query: int, episodes: int,
+          episodes_per_step: int, device: str, precision: str, compile_: bool, seed: int, resume: bool,
+          backbone: str, size: int, metric: str, lr: float, lr_step: int, augment: str, rotations: bool,
+          val_every: int, val_episodes: int, test_way: int, test_shot: int, patience: int, time_limit: float, lr_schedule: str, no_progress: bool,
+          as_json: bool) -> None:
+    """Meta-train an embedding with the prototypical loss on N-way K-shot episodes."""
+    if split is not None and split not in SPLIT_CHOICES:
+        raise click.ClickException(f"unknown split {split!r}; one of {', '.join(SPLIT_CHOICES)}")
+    try:
+        from edgemeta.train.loop import TrainConfig, train as run_training
+    except ImportError as e:
+        raise click.ClickException(f"training needs the train extra (pip install 'edgemeta[train]'): {e}") from None
+    if split is None and _omniglot(data):
+        split = "background"
+    cfg = TrainConfig(data=data, out=out, split=split, rotations=rotations, way=way, shot=shot, query=query,
+                      episodes=episodes, episodes_per_step=episodes_per_step, device=device, precision=precision,
+                      compile=compile_, seed=seed, backbone=backbone, size=size, metric=metric, lr=lr,
+                      lr_step=lr_step, augment=augment, val_every=val_every, val_episodes=val_episodes,
+                      test_way=test_way, test_shot=test_shot, patience=patience,
+                      time_limit=time_limit, lr_schedule=lr_schedule)
+    if backbone == "mobilenet_v3_small":
+        cfg.backbone_kwargs = {}
+    summary = run_training(cfg, resume=resume, progress=not no_progress)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        best = summary["best_val"]
+        click.echo(f"trained {summary['episodes']} episodes in {summary['seconds']:.0f}s; best validation "
+                   f"{100 * best['accuracy']:.2f}% +- {100 * best['ci95']:.2f} at episode {best['episode']}; "
+                   f"checkpoints in {summary['run_dir']}")
+
+
+def _omniglot(data: str) -> bool:
+    from pathlib import Path
+
+    from edgemeta.runtime.datasets import _detect
+
+    path = Path(data)
+    try:
+        return path.exists() and _detect(path).startswith("omniglot")
+    except Exception:
+        return False

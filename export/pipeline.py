@@ -1,0 +1,148 @@
+"""``edgemeta export``: checkpoint -> verified ONNX model file (fp32, or int8 with ``int8=True``).
+
+Nothing reaches ``out`` unless every check passed: the model is written to a temporary file
+beside it, loaded back through the runtime, and only then renamed over ``out``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgemeta.runtime.metadata import ModelMetadata
+
+from .checkpoint import Checkpoint, ExportError, build_model, load_checkpoint
+from .files import atomic_write, check_writable
+from .data import ImageSet, choose_source, load_images
+from .onnx_export import export_network, set_metadata, training_summary
+from .threshold import choose_threshold
+from .verify import FP32, INT8, check_onnx, compare, embed_onnx, embed_torch, few_shot_accuracy, session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportOptions:
+    """threshold: "auto" (chosen on validation data), None (no rejection) or a squared distance."""
+
+    out: Path
+    int8: bool = False
+    force: bool = False
+    data: str | None = None
+    split: str | None = None
+    threshold: float | str | None = "auto"
+    exporter: str = "auto"
+    episodes: int = 200
+    seed: int = 0
+
+
+def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Export, verify and write ``opts.out``; returns a report of what was done and measured."""
+    out = Path(opts.out).expanduser()
+    check_writable(out)
+    ckpt = load_checkpoint(checkpoint)
+    model, spec = build_model(ckpt), ckpt.preprocess
+    val = _load(ckpt, opts, validation=True)
+    say(f"verification data: {val.source} ({val.split or 'all'}), {len(val.images)} images")
+    proto, exporter = export_network(model, spec, opts.exporter)
+    say(f"exported with the {exporter} exporter")
+    reference = embed_torch(model, val.images, spec)
+    emb = embed_onnx(session(proto.SerializeToString()), val.images, spec)
+    report: dict[str, Any] = {"checkpoint": str(ckpt.path), "exporter": exporter, "opset": _opset(proto),
+                              "data": val.describe(), "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed)}
+    say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
+    report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)
+    meta = _metadata(ckpt, emb, val, opts, report, exporter)
+    set_metadata(proto, meta)
+    check_onnx(proto)
+    final, reference_final = proto, emb
+    if opts.int8:
+        final, reference_final = _int8(ckpt, proto, meta, reference, val, opts, report, say)
+    data = final.SerializeToString()
+    write_verified(out, data, val.images[:64], reference_final[:64], tol=1e-4)
+    report.update(out=str(out), bytes=len(data), threshold=ModelMetadata.from_json(_meta_json(final)).threshold)
+    return report
+
+
+def _metric(ckpt: Checkpoint) -> str:
+    return str(ckpt.config.get("metric", "sqeuclidean"))
+
+
+def _opset(proto) -> int:
+    return max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _meta_json(proto) -> str:
+    return next(p.value for p in proto.metadata_props if p.key == "edgemeta")
+
+
+def _load(ckpt: Checkpoint, opts: ExportOptions, validation: bool) -> ImageSet:
+    source, split = choose_source(ckpt.config, opts.data, opts.split, validation)
+    return load_images(source, split, ckpt.preprocess, explicit=opts.data is not None, seed=opts.seed)
+
+
+def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOptions,
+              report: dict[str, Any], exporter: str, precision: str = "fp32") -> ModelMetadata:
+    """The model's metadata; the threshold is chosen on ``emb`` (float32 [M, D]) unless given."""
+    threshold, how = _threshold(emb, val, opts, _metric(ckpt))
+    report["threshold_method"] = how
+    accuracy = {"best_val": ckpt.best_val, "export_check": {**report["accuracy"], **val.describe()}, "rejection": how}
+    if report.get("int8"):
+        accuracy["int8"] = report["int8"]["accuracy"]
+    training = training_summary(ckpt.config, ckpt.episode, ckpt.path.name)
+    training.update(exporter=exporter, opset=report["opset"], precision=precision)
+    return ModelMetadata(preprocess=ckpt.preprocess, embedding_dim=int(emb.shape[1]), metric=_metric(ckpt),
+                         threshold=threshold, training=training, accuracy=accuracy)
+
+
+def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str) -> tuple[float | None, dict[str, Any]]:
+    if opts.threshold is None:
+        return None, {"method": "none", "reason": "--threshold none"}
+    if opts.threshold != "auto":
+        value = float(opts.threshold)
+        if not (np.isfinite(value) and value > 0):
+            raise ExportError(f"--threshold must be a positive number, 'auto' or 'none', got {opts.threshold}")
+        return value, {"method": "user"}
+    if val.synthetic:
+        return None, {"method": "none", "reason": "no real validation data (synthetic images)"}
+    return choose_threshold(emb, val.targets, metric, seed=opts.seed)
+
+
+def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, val: ImageSet,
+          opts: ExportOptions, report: dict[str, Any], say: Callable[[str], None]):
+    """Quantize, verify against torch, check the accuracy change; returns (int8 proto, its embeddings)."""
+    import onnx
+
+    from .quantize import accuracy_change, calibration_subset, quantize_int8, throughput
+
+    calib = _load(ckpt, opts, validation=False)
+    fp32_bytes = proto.SerializeToString()
+    q_bytes = quantize_int8(fp32_bytes, calibration_subset(calib.images, seed=opts.seed), ckpt.preprocess)
+    emb = embed_onnx(session(q_bytes), val.images, ckpt.preprocess)
+    parity = compare(reference, emb, val.targets, _metric(ckpt), INT8, opts.episodes, opts.seed)
+    acc = accuracy_change(report["accuracy"], few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed), opts.force)
+    speed = throughput({"fp32": fp32_bytes, "int8": q_bytes}, ckpt.preprocess, batch=64, threads=1)
+    fp32_tp, int8_tp = speed["fp32"], speed["int8"]
+    report["int8"] = {"parity": parity, "accuracy": acc, "calibration": {**calib.describe(), "used": min(len(calib.images), 300)},
+                      "throughput_batch64": {"fp32": fp32_tp, "int8": int8_tp, "ratio": int8_tp / fp32_tp, "threads": 1}}
+    say(f"int8: accuracy change {acc['change_points']:+.2f} points, throughput x{int8_tp / fp32_tp:.2f} at batch 64")
+    q = onnx.load_from_string(q_bytes)
+    set_metadata(q, _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8"))
+    check_onnx(q)
+    return q, emb
+
+
+def write_verified(out: Path, data: bytes, images: np.ndarray, expected: np.ndarray, tol: float) -> None:
+    """Write ``data`` to ``out`` atomically, after the runtime has loaded it and reproduced ``expected``."""
+    from edgemeta.runtime.model import EmbeddingModel
+
+    def check(tmp: Path) -> None:
+        got = EmbeddingModel(tmp).embed_prepared(images)
+        if not np.abs(got - expected).max(initial=0.0) <= tol:
+            raise ExportError("the written model does not reproduce the verified embeddings through the runtime")
+
+    atomic_write(out, data, check)

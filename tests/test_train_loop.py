@@ -1,0 +1,106 @@
+"""The training loop and ``edgemeta train`` on a tiny learnable synthetic data set."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import needs_torch
+from edgemeta.cli import main
+
+pytestmark = needs_torch
+
+
+def _idx(path, arr):
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """10 classes x 12 images of 16x16: a class is a bright bar at its own position, plus noise."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 12)
+    images = rng.integers(0, 150, size=(len(labels), 16, 16)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 2 + c, 3:13] = np.maximum(images[i, 2 + c, 3:13], 170)
+    _idx(tmp_path / "toy-images-idx3-ubyte.gz", images)
+    _idx(tmp_path / "toy-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+def _cfg(toy, out, **kw):
+    from edgemeta.train.loop import TrainConfig
+
+    base = dict(data=str(toy), out=str(out), way=4, shot=[1, 2], query=3, episodes=24, size=16, val_every=12,
+                val_episodes=20, test_way=2, test_shot=1, test_query=3, log_every=2, augment="full", seed=3,
+                lr_step=6)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_falls_and_outputs(toy, tmp_path):
+    from edgemeta.train.loop import train
+
+    summary = train(_cfg(toy, tmp_path / "run", episodes=40, augment="none"), progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2]), losses
+    assert summary["episodes"] == 40 and summary["best_val"]["accuracy"] > 0.5
+    for name in ("best.pt", "last.pt", "config.json", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_checkpoint_round_trip_and_exact_resume(toy, tmp_path):
+    import torch
+
+    from edgemeta.train.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
+    from edgemeta.train.loop import train
+
+    train(_cfg(toy, tmp_path / "straight"), progress=False)
+    train(_cfg(toy, tmp_path / "resumed", episodes=12), progress=False)
+    train(_cfg(toy, tmp_path / "resumed", episodes=24), resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["episode"] == b["episode"] == 24
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ckpt = torch.load(tmp_path / "straight" / "best.pt", weights_only=True)
+    assert ckpt["format"] == "edgemeta-checkpoint" and ckpt["version"] == 1
+    cfg = ckpt["config"]
+    assert cfg["backbone"] == "conv4" and cfg["embedding_dim"] == 64 and cfg["metric"] == "sqeuclidean"
+    assert set(ckpt["best_val"]) == {"accuracy", "ci95", "episode"}
+    model = build_model_from_checkpoint(ckpt)
+    assert not model.training and model(torch.zeros(2, 1, 16, 16)).shape == (2, 64)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "/nonexistent/data"], "not found"),
+    (["--split", "lake"], "unknown split"),
+    (["--way", "50"], "--way 50"),
+    (["--way", "3", "--shot", "10", "--query", "5"], "--shot + --query"),
+])
+def test_cli_errors(toy, tmp_path, args, message):
+    base = {"--data": str(toy), "--out": str(tmp_path / "run"), "--size": "16", "--episodes": "4"}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    argv = ["train", "--no-progress"] + [x for kv in base.items() for x in kv]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_trains(toy, tmp_path):
+    argv = ["train", "--data", str(toy), "--out", str(tmp_path / "run"), "--size", "16", "--episodes", "6",
+            "--way", "3", "--shot", "1", "--query", "2", "--val-every", "6", "--val-episodes", "10", "--test-way", "2",
+            "--no-progress", "--json"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6

@@ -1,0 +1,67 @@
+"""Checkpoints: ``{"format": "edgemeta-checkpoint", "version": 1, "config", "model", ...}``.
+
+Written atomically, read with ``torch.load(weights_only=True)``; ``build_model_from_checkpoint``
+rebuilds the network from the config alone.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgemeta.runtime.errors import DataError
+
+from .backbones import build_backbone
+
+FORMAT = "edgemeta-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(DataError):
+    """A checkpoint file is missing, corrupted, or not an edgemeta checkpoint."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (plus format and version) to ``path`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (or ``RUN_DIR/best.pt`` for a folder), on the CPU."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"not a readable checkpoint: {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"not an edgemeta checkpoint: {path}")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint version {ckpt.get('version')} of {path} is not supported (expected {VERSION})")
+    for key in ("config", "model"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"checkpoint {path} lacks its {key!r}")
+    return ckpt
+
+
+def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """The trained embedding network of ``ckpt``, in eval mode on the CPU."""
+    cfg = ckpt["config"]
+    try:
+        model = build_backbone(cfg["backbone"], int(cfg["in_channels"]), **cfg.get("backbone_kwargs", {}))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint does not fit its backbone: {str(e).splitlines()[0]}") from None
+    return model.eval()

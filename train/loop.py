@@ -1,0 +1,307 @@
+"""The training loop, top to bottom: config -> data -> model -> optimizer -> episodes.
+
+Each optimizer step draws E episodes at once on the device (uint8 data resident there),
+runs them through the network as one batch (bf16 autocast + channels_last where it helps)
+and averages their prototypical losses. Validation every V episodes on held-out classes
+with a 95% CI; the best checkpoint is kept; early stopping after ``patience`` validations
+without improvement; ``resume`` continues exactly from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgemeta.runtime.errors import DataError
+from edgemeta.runtime.preprocess import PreprocessSpec, normalize_constants
+
+from .augment import PRESETS, augment
+from .backbones import build_backbone, embedding_dim
+from .checkpoint import load_checkpoint, save_checkpoint
+from .curves import plot_curves
+from .data import load_train_val
+from .loss import episode_logits, per_episode_accuracy, prototypical_loss
+from .sampler import EpisodeSampler, to_device_images
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    split: str | None = None
+    rotations: bool = True
+    way: int = 60
+    shot: list[int] = field(default_factory=lambda: [1, 5])  # cycled step by step
+    query: int = 5
+    episodes: int = 40000
+    episodes_per_step: int = 0  # 0: 8 on CUDA, 1 on the CPU
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    backbone: str = "conv4"
+    backbone_kwargs: dict = field(default_factory=dict)
+    size: int = 28
+    metric: str = "sqeuclidean"
+    lr: float = 1e-3
+    lr_step: int = 0  # episodes between halvings; 0: episodes / 8
+    lr_gamma: float = 0.5
+    lr_schedule: str = "episodes"  # "episodes": x lr_gamma every lr_step episodes; "time": every eighth of time_limit
+    augment: str = "full"
+    val_every: int = 1000
+    val_episodes: int = 600
+    val_groups: int = 4
+    test_way: int = 5
+    test_shot: int = 1
+    test_query: int = 15
+    patience: int = 0  # validations without improvement before stopping; 0: never stop early
+    log_every: int = 50
+    channels_last: bool | None = None  # None: on CUDA only (slower on CPUs without bf16 units)
+    time_limit: float = 0.0  # seconds of training before a final validation and stop; 0: none
+    target: float = 0.0  # stop once validation accuracy reaches this; 0: never
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill the 'auto' fields for this machine."""
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda but no CUDA device is available")
+    if cfg.precision == "auto":
+        cfg.precision = "bf16" if cfg.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if cfg.episodes_per_step <= 0:
+        cfg.episodes_per_step = 8 if cfg.device == "cuda" else 1
+    if cfg.channels_last is None:
+        cfg.channels_last = cfg.device == "cuda"
+    if cfg.lr_step <= 0:
+        cfg.lr_step = max(1, cfg.episodes // 8)
+    return cfg
+
+
+def preprocess_spec(cfg: TrainConfig, channels: int = 1) -> PreprocessSpec:
+    return PreprocessSpec(size=(cfg.size, cfg.size), channels=channels, mean=(0.0,) * channels, std=(1.0,) * channels)
+
+
+class InputPipe:
+    """uint8 [B, C, H, W] on the device -> the model input, exactly ``x * scale + offset``."""
+
+    def __init__(self, spec: PreprocessSpec, device: torch.device, augment_name: str = "none", seed: int = 0,
+                 channels_last: bool = False) -> None:
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        scale, offset = normalize_constants(spec)
+        self.scale = torch.as_tensor(scale, device=device).view(1, -1, 1, 1)
+        self.offset = torch.as_tensor(offset, device=device).view(1, -1, 1, 1)
+        self.augment = PRESETS[augment_name]
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed + 7919)
+
+    def __call__(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        x = x.float()
+        if train and self.augment is not None:
+            x = augment(x * (1.0 / 255.0), self.augment, self.generator) * 255.0
+        x = x * self.scale + self.offset
+        return x.contiguous(memory_format=self.memory_format)
+
+
+def autocast(cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    if cfg.precision == "bf16":
+        return torch.autocast(device_type=cfg.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: InputPipe, cfg: TrainConfig,
+             batches: int) -> tuple[float, float]:
+    """Mean accuracy and 95% CI half-width over ``batches * E`` episodes (fixed seed: same episodes each time)."""
+    model.eval()
+    sampler.generator.manual_seed(cfg.seed + 1)
+    accs = []
+    with torch.no_grad(), autocast(cfg):
+        for _ in range(batches):
+            emb = model(pipe(sampler.sample()))
+            emb = emb.view(sampler.episodes, sampler.way, sampler.shot + sampler.query, -1)
+            accs.append(per_episode_accuracy(*episode_logits(emb, sampler.shot, cfg.metric)))
+    model.train()
+    acc = torch.cat(accs).double().cpu().numpy()
+    return float(acc.mean()), float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) training into ``cfg.out``; returns the summary written to ``summary.json``.
+
+    resume: continue from ``out/last.pt`` with its saved config (only ``episodes`` and
+    ``device`` come from ``cfg``); without a ``last.pt`` it starts afresh.
+    """
+    out = Path(cfg.out)
+    resume = resume and (out / "last.pt").is_file()
+    if resume:
+        cfg = _saved_config(out / "last.pt", cfg)
+    cfg = resolve(cfg)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+
+    # ---- data: resident on the device as uint8
+    spec = preprocess_spec(cfg)
+    train_data, val_data, data_info = load_train_val(cfg, spec)
+    images = to_device_images(train_data.images, device)
+    samplers = [EpisodeSampler(train_data.images, train_data.targets, cfg.way, k, cfg.query, cfg.episodes_per_step,
+                               device, cfg.seed + 17 * i, data=images) for i, k in enumerate(cfg.shot)]
+    val_sampler = None
+    if val_data is not None:
+        val_batch = max(1, min(50, cfg.val_episodes))
+        val_sampler = EpisodeSampler(val_data.images, val_data.targets, cfg.test_way, cfg.test_shot, cfg.test_query,
+                                     val_batch, device, cfg.seed + 1)
+    pipe = InputPipe(spec, device, cfg.augment, cfg.seed, cfg.channels_last)
+
+    # ---- model, optimizer, schedule
+    model = build_backbone(cfg.backbone, spec.channels, **cfg.backbone_kwargs).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dim = embedding_dim(model, spec.channels, spec.size)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **fused)
+    forward = torch.compile(model) if cfg.compile else model
+    config = {**asdict(cfg), "in_channels": spec.channels, "preprocess": spec.to_dict(), "embedding_dim": dim,
+              **data_info}
+    state = {"episode": 0, "step": 0, "best_val": {"accuracy": -1.0, "ci95": 0.0, "episode": 0}, "bad_vals": 0,
+             "elapsed": 0.0}
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        state = _restore(out / "last.pt", model, optimizer, samplers, pipe)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def checkpoint_state() -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],
+               "augment": pipe.generator.get_state()}
+        return {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": {"lr": optimizer.param_groups[0]["lr"]}, "rng": rng, **state}
+
+    # ---- the loop
+    metrics = (out / "metrics.jsonl").open("a")
+    bar = _progress(cfg, state["episode"], progress)
+    sums = torch.zeros(2, device=device)
+    steps_since_log, t0, stop = 0, time.perf_counter() - state["elapsed"], False
+    model.train()
+    while state["episode"] < cfg.episodes and not stop:
+        sampler = samplers[state["step"] % len(samplers)]
+        with autocast(cfg):
+            emb = forward(pipe(sampler.sample(), train=True))
+            emb = emb.view(sampler.episodes, sampler.way, sampler.shot + sampler.query, -1)
+            loss, acc = prototypical_loss(*episode_logits(emb, sampler.shot, cfg.metric))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        set_learning_rate(optimizer, learning_rate(cfg, state["episode"], time.perf_counter() - t0))
+        optimizer.step()
+        sums += torch.stack([loss.detach().float(), acc.detach()])
+        state["step"] += 1
+        state["episode"] += sampler.episodes
+        steps_since_log += 1
+        bar.update(sampler.episodes)
+        if state["step"] % cfg.log_every == 0 or state["episode"] >= cfg.episodes:
+            loss_v, acc_v = (sums / steps_since_log).tolist()
+            sums.zero_(), bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
+            steps_since_log = 0
+            _log(metrics, episode=state["episode"], loss=loss_v, train_acc=acc_v, lr=optimizer.param_groups[0]["lr"],
+                 time=time.perf_counter() - t0)
+        at_val = state["episode"] // cfg.val_every > (state["episode"] - sampler.episodes) // cfg.val_every
+        out_of_time = cfg.time_limit > 0 and time.perf_counter() - t0 > cfg.time_limit
+        if at_val or out_of_time or state["episode"] >= cfg.episodes:
+            state["elapsed"] = time.perf_counter() - t0
+            stop = _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoint_state) or out_of_time
+    bar.close()
+    metrics.close()
+    note = plot_curves(out / "metrics.jsonl", out / "curves.png")
+    summary = {"episodes": state["episode"], "seconds": round(time.perf_counter() - t0, 2),
+               "best_val": state["best_val"], "stopped_early": stop,
+               "time_to_target": state.get("time_to_target"), "run_dir": str(out), "curves": note or "curves.png"}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoint_state) -> bool:
+    """Validate, log, save last/best; True when early stopping says stop."""
+    improved = True
+    if val_sampler is not None:
+        acc, ci = evaluate(model, val_sampler, pipe, cfg, max(1, cfg.val_episodes // val_sampler.episodes))
+        _log(metrics, episode=state["episode"], val_acc=acc, val_ci95=ci, time=state["elapsed"],
+             val_task=f"{cfg.test_way}-way {cfg.test_shot}-shot")
+        bar.write(f"episode {state['episode']}: val {cfg.test_way}-way {cfg.test_shot}-shot "
+                  f"{100 * acc:.2f}% +- {100 * ci:.2f} ({state['elapsed']:.0f}s)", file=sys.stderr)
+        improved = acc > state["best_val"]["accuracy"]
+        if cfg.target > 0 and acc >= cfg.target and "time_to_target" not in state:
+            state["time_to_target"] = {"seconds": state["elapsed"], "episode": state["episode"]}
+        if improved:
+            state["best_val"] = {"accuracy": acc, "ci95": ci, "episode": state["episode"]}
+    else:
+        state["best_val"] = {"accuracy": float("nan"), "ci95": float("nan"), "episode": state["episode"]}
+    state["bad_vals"] = 0 if improved else state["bad_vals"] + 1
+    ckpt = checkpoint_state()
+    save_checkpoint(out / "last.pt", ckpt)
+    if improved:
+        save_checkpoint(out / "best.pt", ckpt)
+    reached = cfg.target > 0 and state["best_val"]["accuracy"] >= cfg.target
+    return reached or (cfg.patience > 0 and state["bad_vals"] >= cfg.patience)
+
+
+def _saved_config(path: Path, cfg: TrainConfig) -> TrainConfig:
+    saved = load_checkpoint(path)["config"]
+    names = TrainConfig.__dataclass_fields__
+    restored = TrainConfig(**{k: v for k, v in saved.items() if k in names})
+    restored.episodes, restored.device, restored.out = cfg.episodes, cfg.device, cfg.out
+    return restored
+
+
+def learning_rate(cfg: TrainConfig, episode: int, elapsed: float) -> float:
+    """Step schedule: x lr_gamma every lr_step episodes, or (lr_schedule "time") at every eighth
+    of time_limit, so that a run bounded by time still completes its schedule."""
+    if cfg.lr_schedule == "time" and cfg.time_limit > 0:
+        halvings = int(8 * min(elapsed / cfg.time_limit, 1.0))
+    else:
+        halvings = episode // max(1, cfg.lr_step)
+    return cfg.lr * cfg.lr_gamma ** halvings
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _restore(path, model, optimizer, samplers, pipe) -> dict[str, Any]:
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    for s, st in zip(samplers, ckpt["rng"]["samplers"]):
+        s.set_state(st)
+    pipe.generator.set_state(ckpt["rng"]["augment"])
+    return {k: ckpt[k] for k in ("episode", "step", "best_val", "bad_vals", "elapsed") if k in ckpt}
+
+
+def _log(stream, **row) -> None:
+    stream.write(json.dumps(row) + "\n")
+    stream.flush()
+
+
+def _progress(cfg: TrainConfig, initial: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a bar is a nicety; training must not depend on it
+        enabled = False
+    if not enabled:
+        return _NoBar()
+    return tqdm(total=cfg.episodes, initial=initial, unit="ep", file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw) -> None: ...
+    def write(self, s: str, file=None) -> None:
+        print(s, file=sys.stderr)
+    def close(self) -> None: ...
