@@ -12,16 +12,14 @@ TP=${TP_SECONDS:-4}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_run.log") 2>&1
 date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
-if ! pip install --no-deps --no-build-isolation -e . > "$OUT/pip.log" 2>&1; then
+if ! python3 -m pip install --no-deps --no-build-isolation -e . > "$OUT/pip.log" 2>&1; then
   # Fallback: assemble the import package from the layout folders by symlinks.
   echo "pip install failed (see pip.log); using a symlinked package on PYTHONPATH"
   shim=$(mktemp -d); mkdir "$shim/edgemeta"; cp -r edgemeta/. "$shim/edgemeta/"
   for d in runtime train export models; do ln -s "$PWD/$d" "$shim/edgemeta/$d"; done
   export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
-  edgemeta() { python -m edgemeta "$@"; }
-  export -f edgemeta
 fi
-python -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 
 # Variants train concurrently (one GPU, 16 CPU cores); each halves its learning rate at every
 # eighth of its time budget, so all complete their schedule. Validation: 5-way 1-shot on
@@ -29,19 +27,16 @@ python -c "import torch; print('torch', torch.__version__, torch.cuda.is_availab
 COMMON=(--device "$DEVICE" --way 60 --shot 1,5 --query 5 --episodes 100000000 --lr-schedule time
         --time-limit "$T" --val-every 10000 --val-episodes 600 --no-progress --json)
 variant() {  # name split augment size
-  timeout $((T + 90)) edgemeta train --data gpu_data/omniglot --split "$2" --augment "$3" --size "$4" \
+  timeout $((T + 90)) python3 -m edgemeta train --data gpu_data/omniglot --split "$2" --augment "$3" --size "$4" \
       --out "$OUT/$1" "${COMMON[@]}" > "$OUT/$1.json" 2> "$OUT/$1.log"
   echo "$1 rc=$? $(tail -c 300 "$OUT/$1.json")"
 }
-variant lake_full28 background full 28 &
-variant lake_affine28 background affine 28 &
-variant lake_full32 background full 32 &
-variant vinyals_full28 vinyals-trainval full 28 &
-variant vinyals_full32 vinyals-trainval full 32 &
+VARIANTS=${VARIANTS:-"lake_full28:background:full:28 lake_affine28:background:affine:28 lake_full32:background:full:32 vinyals_full28:vinyals-trainval:full:28 vinyals_full32:vinyals-trainval:full:32"}
+for v in $VARIANTS; do IFS=: read -r name split aug size <<< "$v"; variant "$name" "$split" "$aug" "$size" & done
 wait
 
 if [ "$TP" != "0" ]; then
-  timeout 200 python benchmarks/train_throughput.py --device "$DEVICE" --seconds "$TP" \
+  timeout 200 python3 benchmarks/train_throughput.py --device "$DEVICE" --seconds "$TP" \
       --tta-data gpu_data/omniglot --tta-seconds 40 --json > "$OUT/throughput.json" 2> "$OUT/throughput.log"
   echo "throughput rc=$?"; cat "$OUT/throughput.log" | grep -v Warning | tail -8
 fi

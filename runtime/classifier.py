@@ -45,6 +45,8 @@ def check_label(label: Any) -> str:
         raise EdgemetaError("a label must not be empty")
     if len(label) > MAX_LABEL_LENGTH:
         raise EdgemetaError(f"a label must be at most {MAX_LABEL_LENGTH} characters")
+    if "\x00" in label:  # the store's fixed-width strings drop trailing NULs: "a\x00" would become "a"
+        raise EdgemetaError("a label must not contain NUL characters")
     return label
 
 
@@ -94,6 +96,7 @@ class FewShotClassifier:
 
     def add_embeddings(self, label: str, total: np.ndarray, count: int) -> int:
         """Add ``count`` shots whose embeddings sum to ``total`` (float [D])."""
+        check_label(label)
         with self._lock:
             row = self._index.get(label)
             if row is None:
@@ -212,7 +215,11 @@ class FewShotClassifier:
             raise StoreError(f"store {path} holds {contents.sums.shape[1]}-d prototypes, the model makes {model.embedding_dim}-d")
         clf = cls(model, threshold=threshold)
         for label, total, count in zip(contents.labels, contents.sums, contents.counts):
-            clf.add_embeddings(check_label(label), total, int(count))
+            try:
+                check_label(label)
+            except EdgemetaError as e:
+                raise StoreError(f"store {path} holds an invalid label: {e}") from None
+            clf.add_embeddings(label, total, int(count))
         return clf
 
 

@@ -94,7 +94,7 @@ class ModelMetadata:
                 accuracy=dict(d.get("accuracy") or {}),
                 format_version=version,
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"invalid edgemeta metadata: {e!r}") from None
         if dim < 1:
             raise ModelError(f"embedding_dim must be positive, got {dim}")

@@ -73,13 +73,19 @@ class EmbeddingModel:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(data, options, providers=_choose_providers(device, providers))
+            chosen = _choose_providers(device, providers)
+            # onnxruntime's fallback retries on CPU and prints to stdout; a CPU-only list has nothing to fall back to.
+            fallback = int(chosen != ["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, options, providers=chosen, enable_fallback=fallback)
         except ModelError:
             raise
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"not a valid ONNX model: {self.path} ({str(e).splitlines()[0][:200]})") from None
-        self.meta = self._read_metadata()
-        self._check_signature()
+        try:
+            self.meta = self._read_metadata()
+            self._check_signature()
+        except UnicodeDecodeError:  # onnxruntime decodes names and shapes lazily
+            raise ModelError(f"model holds names that are not UTF-8: {self.path}") from None
         self._scale, self._offset = normalize_constants(self.meta.preprocess)
         self._run_options = ort.RunOptions()
 
@@ -105,7 +111,10 @@ class EmbeddingModel:
         return self.meta.embedding_dim
 
     def _read_metadata(self) -> ModelMetadata:
-        props = self._session.get_modelmeta().custom_metadata_map
+        try:
+            props = self._session.get_modelmeta().custom_metadata_map
+        except Exception as e:  # e.g. metadata that is not UTF-8
+            raise ModelError(f"cannot read the metadata of {self.path}: {type(e).__name__}") from None
         if METADATA_KEY not in props:
             raise ModelError(f"ONNX model has no edgemeta metadata (key {METADATA_KEY!r}): {self.path}")
         return ModelMetadata.from_json(props[METADATA_KEY])

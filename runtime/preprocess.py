@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
-from .images import RESIZE_FILTERS, to_uint8_images
+from .images import MAX_IMAGE_PIXELS, RESIZE_FILTERS, to_uint8_images
 
 POLARITIES = ("light_on_dark", "dark_on_light", "none")
 
@@ -48,6 +48,8 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:
             raise ModelError(f"preprocess size must be two positive integers, got {self.size}")
+        if self.size[0] * self.size[1] > MAX_IMAGE_PIXELS:
+            raise ModelError(f"preprocess size {self.size} is over the limit of {MAX_IMAGE_PIXELS} pixels")
         if self.channels not in (1, 3):
             raise ModelError(f"preprocess channels must be 1 or 3, got {self.channels}")
         if self.resize not in RESIZE_FILTERS:
@@ -78,7 +80,7 @@ class PreprocessSpec:
                 mean=tuple(float(v) for v in d["mean"]),
                 std=tuple(float(v) for v in d["std"]),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"invalid preprocess metadata: {e}") from None
 
 

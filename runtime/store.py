@@ -6,9 +6,14 @@ Arrays: ``format_version`` int64 [], ``labels`` unicode [C], ``sums`` float64 [C
 
 from __future__ import annotations
 
+import glob
+import lzma
+import math
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +21,18 @@ import numpy as np
 
 from .errors import StoreError
 
+try:
+    import fcntl
+except ImportError:  # Windows: stale temp files are left in place
+    fcntl = None  # type: ignore[assignment]
+
 STORE_FORMAT = 1
 _KEYS = ("format_version", "labels", "sums", "counts", "model_fingerprint", "metric")
 MAX_STORE_BYTES = 4 * 1024 * 1024 * 1024
+MAX_COUNT = 2**53  # shots per class; far beyond any real use, and exact in float64
+# Everything a damaged or hostile zip/npz can raise while being read.
+_READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError, zlib.error,
+                lzma.LZMAError, NotImplementedError, RuntimeError, MemoryError, tokenize.TokenError, SyntaxError)
 
 
 @dataclass
@@ -31,30 +45,78 @@ class StoreContents:
 
 
 def write_store(path: str | os.PathLike, contents: StoreContents) -> None:
-    """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    """Write atomically: temp file in the same folder, fsync, rename, fsync the folder.
+
+    The temp file stays locked (where the OS has ``flock``) until it is renamed, so a later
+    save can tell the leftovers of a writer that was killed mid-save from a live writer's file
+    and removes them.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise StoreError(f"cannot write store: folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _locked_temp(folder, target.name)
+    f = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                format_version=np.int64(STORE_FORMAT),
-                labels=np.asarray(contents.labels, dtype=np.str_).reshape(len(contents.labels)),
-                sums=np.asarray(contents.sums, dtype=np.float64),
-                counts=np.asarray(contents.counts, dtype=np.int64),
-                model_fingerprint=np.str_(contents.model_fingerprint),
-                metric=np.str_(contents.metric),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        np.savez(
+            f,
+            format_version=np.int64(STORE_FORMAT),
+            labels=np.asarray(contents.labels, dtype=np.str_).reshape(len(contents.labels)),
+            sums=np.asarray(contents.sums, dtype=np.float64),
+            counts=np.asarray(contents.counts, dtype=np.int64),
+            model_fingerprint=np.str_(contents.model_fingerprint),
+            metric=np.str_(contents.metric),
+        )
+        f.flush()
+        os.fsync(f.fileno())
+        if fcntl is None:
+            f.close()  # Windows cannot rename an open file
+        os.replace(tmp, target)  # on POSIX still open, so still locked, until renamed
     except BaseException:
+        f.close()
         Path(tmp).unlink(missing_ok=True)
         raise
+    f.close()
     _fsync_dir(folder)
+    _remove_stale_temps(folder, target.name)
+
+
+def _temp_pattern(name: str) -> str:
+    return f".{glob.escape(name)}.*.tmp"
+
+
+def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
+    """A new temp file beside the store, open and exclusively locked."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            # A cleaner may have removed the file between mkstemp and flock: start again.
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """Delete temp files of this store whose writer is gone (nobody holds their lock)."""
+    if fcntl is None:
+        return
+    for stale in folder.glob(_temp_pattern(name)):
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # locked: a live writer is still saving it
+        finally:
+            os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -78,6 +140,7 @@ def read_store(path: str | os.PathLike) -> StoreContents:
     if p.stat().st_size > MAX_STORE_BYTES:
         raise StoreError(f"store file is too large: {p}")
     try:
+        _check_members(p)
         with np.load(p, allow_pickle=False) as z:
             missing = [k for k in _KEYS if k not in z.files]
             if "format_version" in z.files:
@@ -87,9 +150,26 @@ def read_store(path: str | os.PathLike) -> StoreContents:
             arrays = {k: z[k] for k in _KEYS}
     except StoreError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError) as e:
+    except _READ_ERRORS as e:
         raise StoreError(f"store is corrupted or not an edgemeta store: {p} ({type(e).__name__})") from None
     return _validate(arrays, p)
+
+
+def _check_members(p: Path) -> None:
+    """Refuse, before any array is allocated, members that unpack or declare more than they hold."""
+    with zipfile.ZipFile(p) as z:
+        infos = z.infolist()
+        if sum(i.file_size for i in infos) > MAX_STORE_BYTES:
+            raise StoreError(f"store unpacks to more than {MAX_STORE_BYTES} bytes: {p}")
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = header(f)
+            if math.prod(shape) * dtype.itemsize > info.file_size:
+                raise StoreError(f"store is corrupted (array {info.filename} declares more data than it holds): {p}")
 
 
 def _check_version(arr: np.ndarray, p: Path) -> None:
@@ -115,6 +195,6 @@ def _validate(a: dict[str, np.ndarray], p: Path) -> StoreContents:
     label_list = [str(x) for x in labels]
     if len(set(label_list)) != len(label_list) or any(not x for x in label_list):
         raise StoreError(f"store is corrupted (empty or repeated labels): {p}")
-    if (counts < 1).any() or not np.all(np.isfinite(sums)):
+    if (counts < 1).any() or (counts > MAX_COUNT).any() or not np.all(np.isfinite(sums)):
         raise StoreError(f"store is corrupted (bad counts or non-finite sums): {p}")
     return StoreContents(label_list, sums, counts.astype(np.int64), str(a["model_fingerprint"]), str(a["metric"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -50,7 +51,7 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
     fs = load_source(data, model.meta.preprocess, split=split, rotations=rotations)
     EpisodeSampler(fs.targets, spec, fs.class_groups)  # fail on impossible episodes before embedding
     threshold = threshold if threshold is not None else model.meta.threshold
-    with _progress(len(fs.targets) + episodes) as bar:
+    with _progress(len(fs.targets), episodes) as bar:
         emb = embed_all(model, fs.images, batch_size, bar.update)
         result = evaluate(emb, fs.targets, spec, episodes, seed, groups=fs.class_groups,
                           metric=model.meta.metric, threshold=threshold, progress=bar.update)
@@ -64,9 +65,18 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
         click.echo(_format(report))
 
 
-def _progress(length: int) -> Any:
-    """A progress bar on stderr (click prints only its label when stderr is not a terminal)."""
-    return click.progressbar(length=length, label="embedding + episodes", file=sys.stderr, show_eta=True)
+def _progress(images: int, episodes: int) -> Any:
+    """A progress bar on stderr when it is a terminal, else one log line."""
+    if sys.stderr.isatty():
+        return click.progressbar(length=images + episodes, label=f"{images} images, {episodes} episodes",
+                                 file=sys.stderr, show_eta=True)
+    click.echo(f"eval: embedding {images} images, then {episodes} episodes", err=True)
+    return contextlib.nullcontext(_NoBar())
+
+
+class _NoBar:
+    def update(self, _n: int) -> None:
+        pass
 
 
 def _pct(x: float | None) -> str:

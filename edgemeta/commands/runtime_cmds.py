@@ -197,4 +197,6 @@ def _store_info(path: Path) -> dict[str, Any]:
     c = read_store(path)
     return {"kind": "store", "path": str(path), "classes": len(c.labels),
             "embedding_dim": int(c.sums.shape[1]), "metric": c.metric, "model_fingerprint": c.model_fingerprint,
-            "shots": {printable(lab): int(n) for lab, n in zip(c.labels, c.counts)}}
+            # Labels as stored: JSON escapes control characters itself, and escaping here too would
+            # merge distinct labels such as "a\n" and "a\\n".
+            "shots": {lab: int(n) for lab, n in zip(c.labels, c.counts)}}

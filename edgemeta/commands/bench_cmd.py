@@ -1,0 +1,106 @@
+"""``edgemeta bench``: latency, throughput, cold start, memory and size of a model's predict path.
+
+Imports neither torch nor onnx unless ``--vs-torch`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+@click.command("bench")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="ONNX model (default: the shipped model).")
+@click.option("--threads", default=None, type=int, help="onnxruntime (and torch) intra-op threads.")
+@click.option("--compare", "compare_path", type=click.Path(dir_okay=False), default=None,
+              help="A second model to measure in the same run (e.g. the int8 file).")
+@click.option("--vs-torch", "checkpoint", type=click.Path(), default=None,
+              help="Training checkpoint (or run folder) of the same network: time torch eager too (needs torch).")
+@click.option("--iterations", default=1000, show_default=True, type=int, help="Batch-1 calls per contender.")
+@click.option("--warmup", default=50, show_default=True, type=int, help="Untimed batch-1 calls first.")
+@click.option("--rounds", default=7, show_default=True, type=int,
+              help="Interleaved throughput rounds per batch size (the best round is reported).")
+@click.option("--round-seconds", default=0.15, show_default=True, type=float, help="Seconds per contender and round.")
+@click.option("--batches", default="16,64,256", show_default=True, help="Throughput batch sizes, comma separated.")
+@click.option("--cold-runs", default=5, show_default=True, type=int, help="Fresh processes per cold-start path (0: skip).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def bench(model_path: str | None, threads: int | None, compare_path: str | None, checkpoint: str | None,
+          iterations: int, warmup: int, rounds: int, round_seconds: float, batches: str, cold_runs: int,
+          as_json: bool) -> None:
+    """Latency (p50/p90/p99 at batch 1), throughput, cold start, peak RSS and size of MODEL."""
+    from edgemeta.runtime.bench import BenchConfig, run_bench
+    from edgemeta.runtime.errors import EdgemetaError
+    from edgemeta.runtime.model import EmbeddingModel
+
+    if min(iterations, rounds) < 1 or warmup < 0 or cold_runs < 0 or not round_seconds > 0:
+        raise EdgemetaError("--iterations and --rounds must be at least 1, --round-seconds positive, "
+                            "--warmup and --cold-runs 0 or more")
+    config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs)
+    model = EmbeddingModel(model_path, threads=threads) if model_path else EmbeddingModel.default(threads=threads)
+    compare = EmbeddingModel(compare_path, threads=threads) if compare_path else None
+    if compare is not None and compare.meta.preprocess != model.meta.preprocess:
+        raise EdgemetaError(f"--compare model {compare_path} takes other inputs than {model.path}")
+    module = _torch_module(checkpoint) if checkpoint else None
+    report = run_bench(model, threads, config, compare=compare, torch_module=module,
+                       progress=lambda msg: click.echo(f"bench: {msg}", err=True))
+    click.echo(json.dumps(report) if as_json else format_report(report))
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    from edgemeta.runtime.errors import EdgemetaError
+
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise EdgemetaError(f"--batches must be positive integers separated by commas, got {text!r}")
+    return sizes
+
+
+def _torch_module(checkpoint: str) -> Any:
+    """The checkpoint's network as a torch module (imports torch: only for ``--vs-torch``)."""
+    from edgemeta.runtime.errors import EdgemetaError
+
+    try:
+        from edgemeta.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+    except ImportError as e:
+        raise EdgemetaError(f"--vs-torch needs the train extra (pip install 'edgemeta[train]'): {e}") from None
+    return build_model_from_checkpoint(load_checkpoint(checkpoint))
+
+
+def _fmt_ms(lat: dict[str, float]) -> str:
+    return f"{lat['p50']:8.3f} {lat['p90']:8.3f} {lat['p99']:8.3f}"
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A readable table of a ``run_bench`` report."""
+    m = r["model"]
+    lines = [f"model {m['path']}: {m['size_bytes'] / 1024:.1f} KiB, input {m['input']}, "
+             f"{m['embedding_dim']}-d, {m['provider']}, threads {m['threads'] or 'default'}"]
+    if "compare" in r:
+        lines.append(f"compare {r['compare']['path']}: {r['compare']['size_bytes'] / 1024:.1f} KiB")
+    batches = list(r["throughput"])
+    lines += ["", f"{'contender':18} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+              + "".join(f" {'img/s @' + b:>11}" for b in batches) + "   (throughput: best round)"]
+    for name, lat in r["latency_ms"].items():
+        lines.append(f"{name:18} {_fmt_ms(lat)}" + "".join(f" {r['throughput'][b][name]:11.0f}" for b in batches))
+    lines += ["", "ratios (above 1: the first is faster)"]
+    for name, ratio in r["ratios"].items():
+        tp = " ".join(f"@{b} {v:.2f}x" for b, v in ratio["throughput"].items())
+        lines.append(f"  {name:32} batch-1 p50 {ratio['latency_p50']:.2f}x   throughput {tp}")
+    if "torch_max_abs_diff" in r:
+        lines.append(f"  torch vs onnxruntime outputs: max abs diff {r['torch_max_abs_diff']:.2e}")
+    for key, label in (("cold_start", "cold start"), ("compare_cold_start", "cold start (compare)")):
+        c = r.get(key)
+        if c:
+            lines += ["", f"{label}: edgemeta classify {c['classify_cli_s']:.3f} s (min {c['classify_cli_min_s']:.3f} s); "
+                      f"python API {c['api_s']:.3f} s = interpreter + import {c['import_s']:.3f} + load "
+                      f"{c['load_s']:.3f} + enroll/first prediction {c['first_prediction_s']:.3f} s",
+                      f"  peak RSS at first prediction {c['rss_mb']:.1f} MiB; torch/onnx imported: "
+                      f"{', '.join(c['heavy_modules']) or 'neither'}"]
+    lines.append(f"\npeak RSS of this benchmark process {r['bench_peak_rss_mb']:.1f} MiB")
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Speed and footprint of the runtime's predict path, against a bare onnxruntime session (and torch).
+
+Every contender is timed in the same process and interleaved with the others (latency: call by
+call; throughput: round by round), so a machine shared with other work slows all of them alike
+and the ratios stay meaningful. Contenders work on in-memory images at the model's size:
+
+- ``runtime``: ``FewShotClassifier.predict`` on uint8 [B, H, W, C] with 5 enrolled classes
+  (preprocessing, the ONNX call, distances, top-1 predictions);
+- ``ort``: a bare ``onnxruntime.InferenceSession.run`` on the already normalized float32
+  [B, C, H, W] input (same model file, same thread settings);
+- ``torch``: torch eager forward on that float32 input (``--vs-torch``; torch imported inside).
+
+Cold start runs in fresh subprocesses: the Python API (import, load, enroll, first prediction)
+and the ``edgemeta classify`` command on one PNG, end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Call = Callable[[], Any]
+ENROLLED_CLASSES = 5
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """iterations: batch-1 calls per contender after ``warmup``; throughput: ``rounds`` rounds of
+    about ``round_seconds`` per contender and batch size (``throughput`` reports the best round,
+    ``throughput_median`` the median); ``cold_runs`` fresh processes per path."""
+
+    iterations: int = 1000
+    warmup: int = 50
+    batches: tuple[int, ...] = (16, 64, 256)
+    rounds: int = 7
+    round_seconds: float = 0.15
+    cold_runs: int = 5
+
+
+@dataclass
+class Contender:
+    """``make(batch)`` returns a zero-argument call that processes one batch of that size."""
+
+    name: str
+    make: Callable[[int], Call]
+
+
+def random_images(model: Any, batch: int, seed: int = 0) -> np.ndarray:
+    """uint8 [batch, H, W, C] at the model's size: sparse bright strokes on a dark background."""
+    spec = model.meta.preprocess
+    rng = np.random.default_rng(seed)
+    shape = (batch, spec.size[0], spec.size[1], spec.channels)
+    return np.where(rng.random(shape) < 0.15, rng.integers(128, 256, shape), 0).astype(np.uint8)
+
+
+def runtime_contender(model: Any, name: str = "runtime") -> Contender:
+    """``FewShotClassifier.predict`` with ``ENROLLED_CLASSES`` classes of 5 shots each."""
+    from .classifier import FewShotClassifier
+
+    clf = FewShotClassifier(model)
+    for k in range(ENROLLED_CLASSES):
+        clf.enroll(f"class{k}", random_images(model, 5, seed=100 + k))
+
+    def make(batch: int) -> Call:
+        images = random_images(model, batch, seed=batch)
+        return lambda: clf.predict(images)
+    return Contender(name, make)
+
+
+def ort_session(path: str | os.PathLike, threads: int | None) -> Any:
+    """A bare session configured as ``EmbeddingModel`` configures its own."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_contender(model: Any, threads: int | None, name: str = "ort") -> Contender:
+    """Bare ``session.run`` on the normalized float32 [B, C, H, W] of the same images."""
+    session = ort_session(model.path, threads)
+    feed_name, out_name = model.meta.input_name, model.meta.output_name
+
+    def make(batch: int) -> Call:
+        x = model_input(model, batch)
+        return lambda: session.run([out_name], {feed_name: x})
+    return Contender(name, make)
+
+
+def model_input(model: Any, batch: int) -> np.ndarray:
+    """float32 [batch, C, H, W]: what the runtime feeds the network for ``random_images``."""
+    from .preprocess import normalize
+
+    return normalize(model.prepare(random_images(model, batch, seed=batch)), model.meta.preprocess)
+
+
+def torch_contender(module: Any, model: Any, threads: int | None, name: str = "torch") -> Contender:
+    """Torch eager forward of ``module`` (an ``nn.Module``) under ``inference_mode``."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    module = module.eval().cpu()
+
+    def make(batch: int) -> Call:
+        x = torch.from_numpy(model_input(model, batch))
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return module(x)
+        return call
+    return Contender(name, make)
+
+
+def latency(contenders: list[Contender], config: BenchConfig, block: int = 50) -> dict[str, dict[str, float]]:
+    """Batch-1 latency in ms per contender: p50, p90, p99, mean.
+
+    Contenders alternate in blocks of ``block`` calls, not call by call: thread pools (onnxruntime's,
+    torch's OpenMP) keep spinning briefly after a call and would steal the cores from whichever
+    contender ran next.
+    """
+    calls = [c.make(1) for c in contenders]
+    for call in calls:
+        for _ in range(config.warmup):
+            call()
+    samples = np.empty((config.iterations, len(calls)))
+    clock = time.perf_counter
+    for start in range(0, config.iterations, block):
+        for j, call in enumerate(calls):
+            for i in range(start, min(start + block, config.iterations)):
+                t0 = clock()
+                call()
+                samples[i, j] = clock() - t0
+    ms = samples * 1e3
+    return {c.name: {"p50": float(np.percentile(ms[:, j], 50)), "p90": float(np.percentile(ms[:, j], 90)),
+                     "p99": float(np.percentile(ms[:, j], 99)), "mean": float(ms[:, j].mean())}
+            for j, c in enumerate(contenders)}
+
+
+def throughput(contenders: list[Contender], batch: int, config: BenchConfig) -> dict[str, dict[str, float]]:
+    """Images per second per contender at ``batch``: ``best`` and ``median`` over interleaved rounds.
+
+    Other work on the machine only ever slows a round down, so the best round estimates what the
+    contender can do and ratios of best rounds are the stable ones. Each contender's calls per
+    round are sized from a timed warm-up call, so slow contenders (torch eager) do not stretch
+    the benchmark.
+    """
+    calls = [c.make(batch) for c in contenders]
+    per_round = []
+    for call in calls:
+        call()
+        t0 = time.perf_counter()
+        call()
+        per_round.append(max(1, int(config.round_seconds / max(time.perf_counter() - t0, 1e-9))))
+    rates = np.empty((config.rounds, len(calls)))
+    for r in range(config.rounds):
+        for j, call in enumerate(calls):
+            t0 = time.perf_counter()
+            for _ in range(per_round[j]):
+                call()
+            rates[r, j] = per_round[j] * batch / (time.perf_counter() - t0)
+    return {c.name: {"best": float(rates[:, j].max()), "median": float(np.median(rates[:, j]))}
+            for j, c in enumerate(contenders)}
+
+
+_COLD_SCRIPT = """
+import time
+t0 = time.perf_counter()
+import edgemeta.runtime as rt
+t1 = time.perf_counter()
+model = rt.EmbeddingModel({path!r}, threads={threads!r})
+t2 = time.perf_counter()
+clf = rt.FewShotClassifier(model)
+clf.enroll("a", {image!r})
+clf.predict({image!r})
+t3 = time.perf_counter()
+import json, sys
+from edgemeta.runtime.bench import peak_rss_mb
+print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "first_prediction_s": t3 - t2,
+                  "in_process_s": t3 - t0, "rss_mb": peak_rss_mb(),
+                  "heavy_modules": sorted(m for m in ("torch", "onnx") if m in sys.modules)}}))
+"""
+
+
+def cold_start(model: Any, threads: int | None, runs: int) -> dict[str, Any]:
+    """Fresh processes to a first prediction: the Python API (with a breakdown) and ``edgemeta classify``.
+
+    Medians over ``runs`` processes, after one untimed run that warms the file cache.
+    """
+    from PIL import Image
+
+    from .classifier import FewShotClassifier
+
+    with tempfile.TemporaryDirectory(prefix="edgemeta-bench-") as tmp:
+        image = Path(tmp) / "query.png"
+        Image.fromarray(random_images(model, 1)[0, :, :, 0] if model.meta.preprocess.channels == 1
+                        else random_images(model, 1)[0]).save(image)
+        store = Path(tmp) / "store.npz"
+        clf = FewShotClassifier(model)
+        clf.enroll("a", str(image))
+        clf.save(store)
+        script = _COLD_SCRIPT.format(path=str(model.path), threads=threads, image=str(image))
+        api = [_timed_run([sys.executable, "-c", script]) for _ in range(runs + 1)][1:]
+        command = _edgemeta_command() + ["classify", "--model", str(model.path), "--store", str(store), str(image)]
+        cli = [_timed_run(command) for _ in range(runs + 1)][1:]
+    inner = [json.loads(out.strip().splitlines()[-1]) for _, out in api]
+    result: dict[str, Any] = {"api_s": float(np.median([t for t, _ in api]))}
+    for key in ("import_s", "load_s", "first_prediction_s", "in_process_s", "rss_mb"):
+        result[key] = float(np.median([d[key] for d in inner]))
+    result["heavy_modules"] = inner[-1]["heavy_modules"]
+    result["classify_cli_s"] = float(np.median([t for t, _ in cli]))
+    result["classify_cli_min_s"] = float(min(t for t, _ in cli))
+    return result
+
+
+def _edgemeta_command() -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m edgemeta``."""
+    script = Path(sys.executable).with_name("edgemeta")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("edgemeta")
+    return [found] if found else [sys.executable, "-m", "edgemeta"]
+
+
+def _timed_run(command: list[str]) -> tuple[float, str]:
+    """Wall seconds of one subprocess and its stdout; a failure raises with its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:2])}... failed: {proc.stderr.strip()[-500:]}")
+    return elapsed, proc.stdout
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MiB.
+
+    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` of a child of a big process reports the
+    parent's size at fork time, not the child's own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def describe(model: Any, threads: int | None) -> dict[str, Any]:
+    """What was measured: file, size, input shape, provider, threads."""
+    spec = model.meta.preprocess
+    return {"path": str(model.path), "size_bytes": model.path.stat().st_size, "provider": model.provider,
+            "input": [spec.channels, *spec.size], "embedding_dim": model.embedding_dim, "threads": threads}
+
+
+def run_bench(model: Any, threads: int | None = None, config: BenchConfig = BenchConfig(), *,
+              compare: Any | None = None, torch_module: Any | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The whole benchmark as one JSON-ready dict; ``compare`` is a second ``EmbeddingModel``."""
+    say = progress or (lambda _msg: None)
+    contenders = [runtime_contender(model), ort_contender(model, threads)]
+    if compare is not None:
+        contenders += [runtime_contender(compare, "runtime[compare]"), ort_contender(compare, threads, "ort[compare]")]
+    report: dict[str, Any] = {"model": describe(model, threads), "config": asdict(config)}
+    if compare is not None:
+        report["compare"] = describe(compare, threads)
+    if torch_module is not None:
+        contenders.append(torch_contender(torch_module, model, threads))
+        report["torch_max_abs_diff"] = torch_agreement(torch_module, model)
+    say(f"latency at batch 1 ({config.iterations} calls per contender)")
+    report["latency_ms"] = latency(contenders, config)
+    report["throughput"], report["throughput_median"] = {}, {}
+    for b in config.batches:
+        say(f"throughput at batch {b}")
+        rates = throughput(contenders, b, config)
+        report["throughput"][str(b)] = {name: r["best"] for name, r in rates.items()}
+        report["throughput_median"][str(b)] = {name: r["median"] for name, r in rates.items()}
+    report["cold_start"] = report["compare_cold_start"] = None
+    if config.cold_runs:
+        say(f"cold start ({config.cold_runs} fresh processes per path)")
+        report["cold_start"] = cold_start(model, threads, config.cold_runs)
+        if compare is not None:
+            report["compare_cold_start"] = cold_start(compare, threads, config.cold_runs)
+    report["bench_peak_rss_mb"] = peak_rss_mb()
+    report["ratios"] = ratios(report)
+    return report
+
+
+def torch_agreement(module: Any, model: Any) -> float:
+    """Max |torch - onnxruntime| over a batch of 16: a large value means not the same network."""
+    import torch
+
+    x = model_input(model, 16)
+    with torch.inference_mode():
+        ref = module.eval()(torch.from_numpy(x)).numpy()
+    return float(np.abs(ref - model.run_input(x)).max())
+
+
+def ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """Speed ratios ``a_over_b`` (above 1: a is faster) from a ``run_bench`` report."""
+    lat, tp = report["latency_ms"], report["throughput"]
+    pairs = [("runtime", "ort"), ("runtime", "torch"), ("ort", "torch"),
+             ("runtime[compare]", "runtime"), ("ort[compare]", "ort")]
+    out: dict[str, Any] = {}
+    for a, b in pairs:
+        if a in lat and b in lat:
+            name = f"{a}_over_{b}".replace("[compare]", "_compare")
+            out[name] = {"latency_p50": lat[b]["p50"] / lat[a]["p50"],
+                         "throughput": {k: v[a] / v[b] for k, v in tp.items()}}
+    return out

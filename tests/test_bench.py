@@ -1,0 +1,124 @@
+"""``edgemeta bench`` in smoke mode (no speed asserted) and the torch-free import rule for bench/eval."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import REPO, needs_torch
+from edgemeta.cli import main
+from edgemeta.runtime import EmbeddingModel
+from edgemeta.runtime.bench import BenchConfig, Contender, cold_start, latency, ratios, throughput
+from tiny_models import class_batch, linear_model
+
+SMOKE = ["--iterations", "3", "--warmup", "1", "--rounds", "1", "--round-seconds", "0.001", "--batches", "2,4",
+         "--cold-runs", "0"]
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    return linear_model(tmp_path / "m.onnx")
+
+
+def _counter(log: list[tuple[str, int]], name: str) -> Contender:
+    return Contender(name, lambda batch: (lambda: log.append((name, batch))))
+
+
+def test_latency_and_throughput_interleave_every_contender():
+    log: list[tuple[str, int]] = []
+    contenders = [_counter(log, "a"), _counter(log, "b")]
+    config = BenchConfig(iterations=4, warmup=2, rounds=3, round_seconds=1e-12)
+    lat = latency(contenders, config, block=3)
+    assert log == [("a", 1)] * 2 + [("b", 1)] * 2 + [("a", 1)] * 3 + [("b", 1)] * 3 + [("a", 1), ("b", 1)]
+    assert set(lat) == {"a", "b"} and set(lat["a"]) == {"p50", "p90", "p99", "mean"}
+    log.clear()
+    rates = throughput(contenders, 4, config)
+    assert log == [("a", 4)] * 2 + [("b", 4)] * 2 + [("a", 4), ("b", 4)] * 3  # 2 warm-up calls, then 1 per round
+    assert all(r["best"] >= r["median"] > 0 for r in rates.values())
+
+
+def test_ratios_say_how_much_faster_the_first_is():
+    report = {"latency_ms": {"runtime": {"p50": 1.0}, "ort": {"p50": 0.5}, "torch": {"p50": 8.0}},
+              "throughput": {"16": {"runtime": 900.0, "ort": 1000.0, "torch": 100.0}}}
+    r = ratios(report)
+    assert r["runtime_over_ort"] == {"latency_p50": 0.5, "throughput": {"16": 0.9}}
+    assert r["runtime_over_torch"]["latency_p50"] == 8.0 and r["runtime_over_torch"]["throughput"]["16"] == 9.0
+    assert "runtime_compare_over_runtime" not in r
+
+
+def test_bench_smoke_json_with_compare(tmp_path, model_path):
+    other = linear_model(tmp_path / "other.onnx", np.eye(64, 16, dtype=np.float32))
+    result = CliRunner().invoke(main, ["bench", "--model", str(model_path), "--compare", str(other), *SMOKE, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"]["size_bytes"] == model_path.stat().st_size and report["model"]["input"] == [1, 8, 8]
+    assert set(report["latency_ms"]) == {"runtime", "ort", "runtime[compare]", "ort[compare]"}
+    assert set(report["throughput"]) == set(report["throughput_median"]) == {"2", "4"}
+    assert set(report["ratios"]) == {"runtime_over_ort", "runtime_compare_over_runtime", "ort_compare_over_ort"}
+    assert report["cold_start"] is None and report["bench_peak_rss_mb"] > 0
+
+
+def test_bench_table_and_errors(tmp_path, model_path):
+    table = CliRunner().invoke(main, ["bench", "--model", str(model_path), *SMOKE])
+    assert table.exit_code == 0, table.output
+    assert "runtime_over_ort" in table.stdout and "p50 ms" in table.stdout
+    for args in (["--model", str(tmp_path / "none.onnx")], ["--model", str(model_path), "--batches", "a"],
+                 ["--model", str(model_path), "--iterations", "0"]):
+        result = CliRunner().invoke(main, ["bench", *args])
+        assert result.exit_code == 1 and result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_cold_start_runs_fresh_processes(model_path):
+    result = cold_start(EmbeddingModel(model_path), threads=1, runs=1)
+    assert result["heavy_modules"] == []
+    assert 0 < result["in_process_s"] < result["api_s"] and result["classify_cli_s"] > 0
+    assert result["rss_mb"] > 0
+
+
+def test_bench_and_eval_never_import_torch_or_onnx(tmp_path, model_path):
+    data = tmp_path / "data"
+    for k in range(6):
+        (data / f"c{k}").mkdir(parents=True)
+        for i, img in enumerate(class_batch(k, 4)):
+            Image.fromarray(img).save(data / f"c{k}" / f"{i}.png")
+    script = f"""
+import sys
+from edgemeta.cli import main
+for args in ({["bench", "--model", str(model_path), *SMOKE]!r},
+             {["eval", "--model", str(model_path), "--data", str(data), "--query", "2", "--episodes", "5"]!r}):
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit:
+        pass
+print(sorted(m for m in ("torch", "onnx") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy" in proc.stdout and "runtime_over_ort" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@needs_torch
+def test_bench_vs_torch(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from conv4_model import export_onnx, random_conv4
+        from edgemeta.train.checkpoint import save_checkpoint
+    finally:
+        sys.path.pop(0)
+    net = random_conv4()
+    onnx_path = export_onnx(net, tmp_path / "conv4.onnx", size=16)
+    save_checkpoint(tmp_path / "conv4.pt", {"config": {"backbone": "conv4", "in_channels": 1}, "model": net.state_dict()})
+    result = CliRunner().invoke(main, ["bench", "--model", str(onnx_path), "--vs-torch", str(tmp_path / "conv4.pt"),
+                                       *SMOKE, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["torch_max_abs_diff"] < 1e-4
+    assert {"runtime_over_torch", "ort_over_torch"} <= set(report["ratios"])
