@@ -33,8 +33,8 @@ class Prediction(NamedTuple):
 class _Snapshot:
     labels: tuple[str, ...]
     prototypes: np.ndarray      # float32 [C, D]
-    minus_2_t: np.ndarray       # float32 [D, C]: -2 * prototypes.T, ready for one matrix product
-    sq_norms: np.ndarray        # float32 [C]
+    minus_2_t: np.ndarray       # float64 [D, C]: -2 * prototypes.T, ready for one matrix product
+    sq_norms: np.ndarray        # float64 [C]
 
 
 def check_label(label: Any) -> str:
@@ -146,25 +146,29 @@ class FewShotClassifier:
             if self._snapshot is None:
                 n = len(self._order)
                 protos = (self._sums[:n] / self._counts[:n, None]).astype(np.float32)
-                self._snapshot = _Snapshot(tuple(self._order), protos, np.ascontiguousarray(-2.0 * protos.T),
-                                           np.einsum("cd,cd->c", protos, protos))
+                # Distances in float64: ||q||^2 - 2 q.p + ||p||^2 cancels badly in float32 for
+                # nearby points (scores off by ~2e-5 on a trained model); float32 prototypes
+                # stay the single source of truth (bake puts exactly these in its graph).
+                wide = protos.astype(np.float64)
+                self._snapshot = _Snapshot(tuple(self._order), protos, np.ascontiguousarray(-2.0 * wide.T),
+                                           np.einsum("cd,cd->c", wide, wide))
             return self._snapshot
 
     # -- prediction --------------------------------------------------------------------
     def distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray]:
-        """Labels and squared Euclidean distances float32 [N, C] from each image to each prototype."""
+        """Labels and squared Euclidean distances float64 [N, C] from each image to each prototype."""
         labels, partial, query_sq = self._partial_distances(images)
         return labels, np.maximum(partial + query_sq[:, None], 0.0)
 
     def _partial_distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """``||p||^2 - 2 q.p`` float32 [N, C] (one matrix product for all prototypes) and ``||q||^2`` [N].
+        """``||p||^2 - 2 q.p`` float64 [N, C] (one matrix product for all prototypes) and ``||q||^2`` [N].
 
         Their sum is the squared distance; ranking and softmax need only the first part.
         """
         snap = self._current()
         if not snap.labels:
             raise EdgemetaError("the classifier has no classes enrolled")
-        emb = self.embed(images)
+        emb = self.embed(images).astype(np.float64)
         partial = emb @ snap.minus_2_t
         partial += snap.sq_norms
         return snap.labels, partial, np.einsum("nd,nd->n", emb, emb)

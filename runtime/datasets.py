@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
+import tokenize
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError, EdgemetaError
+from .images import MAX_IMAGE_PIXELS
 from .preprocess import PreprocessSpec, prepare_uint8
 
 SPLITS = ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-trainval", "vinyals-test")
@@ -35,6 +40,9 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 # Refuse archives that unpack to more than this: a few-shot data set is far smaller.
 MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBER_BYTES = 16 * 1024**2
+# What damaged or hostile files raise from zipfile/gzip/numpy/PIL; all become DataError.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+                NotImplementedError, RuntimeError, MemoryError, tokenize.TokenError)
 
 
 @dataclass
@@ -95,8 +103,8 @@ def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: {e}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"cannot read data source {path}: {e}") from None
+    except _READ_ERRORS as e:
+        raise DataError(f"cannot read data source {path}: {type(e).__name__}: {e}") from None
 
 
 def _detect(path: Path) -> str:
@@ -272,9 +280,15 @@ def _decode_gray(blobs: list[bytes], where: object) -> np.ndarray:
     arrays = []
     for blob in blobs:
         try:
-            with Image.open(io.BytesIO(blob)) as img:
-                arrays.append(np.asarray(img.convert("L"), dtype=np.uint8))
-        except (OSError, ValueError, SyntaxError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(blob)) as img:
+                    if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+                        raise DataError(f"an image of {where} declares {img.size[0]}x{img.size[1]} pixels, over the limit")
+                    arrays.append(np.asarray(img.convert("L"), dtype=np.uint8))
+        except DataError:
+            raise
+        except (*_READ_ERRORS, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot decode an image of {where}: {e}") from None
     if len({a.shape for a in arrays}) != 1:
         raise DataError(f"drawings of {where} differ in size")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import lzma
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
 import fuzz_sources  # noqa: E402
 
 
-# Known, reported to the owner of runtime/datasets.py: damaged gzip/zip members leak zlib/lzma
-# errors, and encrypted or unknown-method zip members leak RuntimeError / NotImplementedError.
-# Any other escaping error still fails this test; once fixed it shows as XPASS.
-@pytest.mark.xfail(raises=(zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError), strict=False,
-                   reason="runtime/datasets.py: decompression errors escape load_source (reported)")
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fuzz_sources.SOURCES)
 def test_data_sources_raise_only_documented_errors(source):

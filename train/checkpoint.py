@@ -6,8 +6,10 @@ rebuilds the network from the config alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,37 @@ class CheckpointError(DataError):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus format and version) to ``path`` atomically."""
+    """Write ``state`` (plus format and version) to ``path`` atomically and durably: a crash or
+    a killed worker at any moment leaves the previous file (or none), never a torn one."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; a checkpoint is as readable as any output
+                os.fchmod(f.fileno(), 0o644)
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); some systems cannot open a folder: skip there."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -4,13 +4,15 @@ Each optimizer step draws E episodes at once on the device (uint8 data resident 
 runs them through the network as one batch (bf16 autocast + channels_last where it helps)
 and averages their prototypical losses. Validation every V episodes on held-out classes
 with a 95% CI; the best checkpoint is kept; early stopping after ``patience`` validations
-without improvement; ``resume`` continues exactly from ``last.pt``.
+without improvement; ``resume`` continues exactly from ``last.pt``. Under ``torchrun`` the
+same loop runs on every rank with DDP (``distributed.py``): rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,12 +25,15 @@ import torch
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec, normalize_constants
 
+from . import distributed
 from .augment import PRESETS, augment
 from .backbones import build_backbone, embedding_dim
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .curves import plot_curves
 from .data import load_train_val
+from .distributed import DistInfo
 from .loss import episode_logits, per_episode_accuracy, prototypical_loss
+from .resume import restore, resume_checkpoint, saved_config
 from .sampler import EpisodeSampler, to_device_images
 
 
@@ -42,7 +47,7 @@ class TrainConfig:
     shot: list[int] = field(default_factory=lambda: [1, 5])  # cycled step by step
     query: int = 5
     episodes: int = 40000
-    episodes_per_step: int = 0  # 0: 8 on CUDA, 1 on the CPU
+    episodes_per_step: int = 0  # per process (rank); 0: 8 on CUDA, 1 on the CPU
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
@@ -101,6 +106,9 @@ class InputPipe:
         self.offset = torch.as_tensor(offset, device=device).view(1, -1, 1, 1)
         self.augment = PRESETS[augment_name]
         self.generator = torch.Generator(device=device)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed + 7919)
 
     def __call__(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
@@ -136,29 +144,39 @@ def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: InputPipe, c
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training into ``cfg.out``; returns the summary written to ``summary.json``.
 
-    resume: continue from ``out/last.pt`` with its saved config (only ``episodes`` and
-    ``device`` come from ``cfg``); without a ``last.pt`` it starts afresh.
+    resume: continue from ``out/last.pt`` with its saved config (only ``episodes``, ``device``
+    and a nonzero ``episodes_per_step`` come from ``cfg``); without a ``last.pt`` it starts
+    afresh. Under torchrun (``WORLD_SIZE`` > 1) this process is one rank of a DDP job.
     """
+    info = distributed.setup(_device_type(cfg.device))
+    try:
+        return _train(cfg, resume, progress, info)
+    finally:
+        distributed.cleanup(info)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> dict[str, Any]:
     out = Path(cfg.out)
-    resume = resume and (out / "last.pt").is_file()
-    if resume:
-        cfg = _saved_config(out / "last.pt", cfg)
+    ckpt = resume_checkpoint(out, resume, info)
+    if ckpt is not None:
+        cfg = saved_config(ckpt, cfg)
     cfg = resolve(cfg)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = distributed.device_for(cfg.device, info)
 
     # ---- data: resident on the device as uint8
     spec = preprocess_spec(cfg)
     train_data, val_data, data_info = load_train_val(cfg, spec)
     images = to_device_images(train_data.images, device)
     samplers = [EpisodeSampler(train_data.images, train_data.targets, cfg.way, k, cfg.query, cfg.episodes_per_step,
-                               device, cfg.seed + 17 * i, data=images) for i, k in enumerate(cfg.shot)]
+                               device, cfg.seed + 17 * i, data=images, shard=(info.rank, info.world))
+                for i, k in enumerate(cfg.shot)]
     val_sampler = None
-    if val_data is not None:
+    if val_data is not None and info.is_main:
         val_batch = max(1, min(50, cfg.val_episodes))
         val_sampler = EpisodeSampler(val_data.images, val_data.targets, cfg.test_way, cfg.test_shot, cfg.test_query,
                                      val_batch, device, cfg.seed + 1)
-    pipe = InputPipe(spec, device, cfg.augment, cfg.seed, cfg.channels_last)
+    pipe = InputPipe(spec, device, cfg.augment, distributed.rank_seed(cfg.seed, info.rank, 0), cfg.channels_last)
 
     # ---- model, optimizer, schedule
     model = build_backbone(cfg.backbone, spec.channels, **cfg.backbone_kwargs).to(device)
@@ -167,61 +185,70 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     dim = embedding_dim(model, spec.channels, spec.size)
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **fused)
-    forward = torch.compile(model) if cfg.compile else model
+    forward = distributed.wrap(model, info)  # gradients averaged over ranks
+    forward = torch.compile(forward) if cfg.compile else forward
     config = {**asdict(cfg), "in_channels": spec.channels, "preprocess": spec.to_dict(), "embedding_dim": dim,
               **data_info}
     state = {"episode": 0, "step": 0, "best_val": {"accuracy": -1.0, "ci95": 0.0, "episode": 0}, "bad_vals": 0,
              "elapsed": 0.0}
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        state = _restore(out / "last.pt", model, optimizer, samplers, pipe)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if ckpt is not None:
+        state = restore(ckpt, model, optimizer, samplers, pipe, info)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     def checkpoint_state() -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],
                "augment": pipe.generator.get_state()}
         return {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": {"lr": optimizer.param_groups[0]["lr"]}, "rng": rng, **state}
+                "scheduler": {"lr": optimizer.param_groups[0]["lr"]}, "rng": rng, "world_size": info.world, **state}
 
     # ---- the loop
-    metrics = (out / "metrics.jsonl").open("a")
-    bar = _progress(cfg, state["episode"], progress)
+    metrics = (out / "metrics.jsonl").open("a") if info.is_main else open(os.devnull, "w")
+    bar = _progress(cfg, state["episode"], progress and info.is_main)
     sums = torch.zeros(2, device=device)
     steps_since_log, t0, stop = 0, time.perf_counter() - state["elapsed"], False
     model.train()
     while state["episode"] < cfg.episodes and not stop:
         sampler = samplers[state["step"] % len(samplers)]
+        step_episodes = sampler.episodes * info.world  # global: the schedule counts all ranks' episodes
         with autocast(cfg):
             emb = forward(pipe(sampler.sample(), train=True))
             emb = emb.view(sampler.episodes, sampler.way, sampler.shot + sampler.query, -1)
             loss, acc = prototypical_loss(*episode_logits(emb, sampler.shot, cfg.metric))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        set_learning_rate(optimizer, learning_rate(cfg, state["episode"], time.perf_counter() - t0))
+        elapsed = _clock(t0, cfg, info)
+        set_learning_rate(optimizer, learning_rate(cfg, state["episode"], elapsed))
         optimizer.step()
         sums += torch.stack([loss.detach().float(), acc.detach()])
         state["step"] += 1
-        state["episode"] += sampler.episodes
+        state["episode"] += step_episodes
         steps_since_log += 1
-        bar.update(sampler.episodes)
+        bar.update(step_episodes)
         if state["step"] % cfg.log_every == 0 or state["episode"] >= cfg.episodes:
-            loss_v, acc_v = (sums / steps_since_log).tolist()
+            loss_v, acc_v = (distributed.all_reduce_mean(sums, info) / steps_since_log).tolist()
             sums.zero_(), bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
             steps_since_log = 0
             _log(metrics, episode=state["episode"], loss=loss_v, train_acc=acc_v, lr=optimizer.param_groups[0]["lr"],
                  time=time.perf_counter() - t0)
-        at_val = state["episode"] // cfg.val_every > (state["episode"] - sampler.episodes) // cfg.val_every
-        out_of_time = cfg.time_limit > 0 and time.perf_counter() - t0 > cfg.time_limit
+        at_val = state["episode"] // cfg.val_every > (state["episode"] - step_episodes) // cfg.val_every
+        out_of_time = cfg.time_limit > 0 and elapsed > cfg.time_limit
         if at_val or out_of_time or state["episode"] >= cfg.episodes:
             state["elapsed"] = time.perf_counter() - t0
-            stop = _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoint_state) or out_of_time
+            # Rank 0 validates and saves while the others wait for its verdict (the barrier).
+            stop = info.is_main and _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out,
+                                              checkpoint_state)
+            stop = distributed.from_main(stop, info) or out_of_time
     bar.close()
     metrics.close()
-    note = plot_curves(out / "metrics.jsonl", out / "curves.png")
+    note = plot_curves(out / "metrics.jsonl", out / "curves.png") if info.is_main else None
     summary = {"episodes": state["episode"], "seconds": round(time.perf_counter() - t0, 2),
                "best_val": state["best_val"], "stopped_early": stop,
                "time_to_target": state.get("time_to_target"), "run_dir": str(out), "curves": note or "curves.png"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if info.is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    distributed.barrier(info)  # every rank returns once the run folder is complete
     return summary
 
 
@@ -250,12 +277,16 @@ def _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoin
     return reached or (cfg.patience > 0 and state["bad_vals"] >= cfg.patience)
 
 
-def _saved_config(path: Path, cfg: TrainConfig) -> TrainConfig:
-    saved = load_checkpoint(path)["config"]
-    names = TrainConfig.__dataclass_fields__
-    restored = TrainConfig(**{k: v for k, v in saved.items() if k in names})
-    restored.episodes, restored.device, restored.out = cfg.episodes, cfg.device, cfg.out
-    return restored
+def _device_type(device: str) -> str:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda but no CUDA device is available")
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def _clock(t0: float, cfg: TrainConfig, info: DistInfo) -> float:
+    """Seconds since the start; with a time limit one clock for all ranks (the slowest)."""
+    elapsed = time.perf_counter() - t0
+    return distributed.agree_max(elapsed, info) if cfg.time_limit > 0 else elapsed
 
 
 def learning_rate(cfg: TrainConfig, episode: int, elapsed: float) -> float:
@@ -271,17 +302,6 @@ def learning_rate(cfg: TrainConfig, episode: int, elapsed: float) -> float:
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def _restore(path, model, optimizer, samplers, pipe) -> dict[str, Any]:
-    ckpt = load_checkpoint(path)
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    for s, st in zip(samplers, ckpt["rng"]["samplers"]):
-        s.set_state(st)
-    pipe.generator.set_state(ckpt["rng"]["augment"])
-    return {k: ckpt[k] for k in ("episode", "step", "best_val", "bad_vals", "elapsed") if k in ckpt}
 
 
 def _log(stream, **row) -> None:

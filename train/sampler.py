@@ -2,7 +2,8 @@
 
 One call draws E episodes at once with a handful of tensor ops (random keys + argsort),
 no per-image Python work: the classes of each episode, then K + Q distinct examples of
-each class. Classes may hold different numbers of examples.
+each class. Classes may hold different numbers of examples. Under DDP (``shard``) every
+rank draws the indices of all ranks' episodes from the same stream and keeps its slice.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ class EpisodeSampler:
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, way: int, shot: int, query: int,
                  episodes_per_step: int = 1, device: str | torch.device = "cpu", seed: int = 0,
-                 data: "torch.Tensor | None" = None) -> None:
+                 data: "torch.Tensor | None" = None, shard: tuple[int, int] = (0, 1)) -> None:
         self.way, self.shot, self.query, self.episodes = way, shot, query, episodes_per_step
+        # (rank, world): draw the episodes of all ranks from the shared stream, keep this rank's.
+        self.rank, self.world = shard
         self.device = torch.device(device)
         # Shared between samplers of one data set (training shots, validation) to store it once.
         self.data = data if data is not None else to_device_images(images, self.device)
@@ -46,10 +49,11 @@ class EpisodeSampler:
 
     def sample_indices(self) -> torch.Tensor:
         """int64 [E, N, K + Q]: row numbers into the data for one batch of episodes."""
-        e, n, kq = self.episodes, self.way, self.shot + self.query
+        e, n, kq = self.episodes * self.world, self.way, self.shot + self.query
+        mine = slice(self.rank * self.episodes, (self.rank + 1) * self.episodes)
         class_keys = torch.rand(e, self.num_classes, generator=self.generator, device=self.device)
-        classes = class_keys.argsort(dim=1)[:, :n]
-        keys = torch.rand(e, n, self.max_count, generator=self.generator, device=self.device)
+        classes = class_keys.argsort(dim=1)[mine, :n]
+        keys = torch.rand(e, n, self.max_count, generator=self.generator, device=self.device)[mine]
         slots = torch.arange(self.max_count, device=self.device)
         keys = keys.masked_fill(slots >= self.counts[classes].unsqueeze(-1), 2.0)
         picks = keys.argsort(dim=-1)[..., :kq]

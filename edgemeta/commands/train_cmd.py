@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -27,12 +28,12 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--shot", default="1,5", show_default=True, callback=_shots, help="Support examples per class; a list cycles step by step.")
 @click.option("--query", default=5, show_default=True, type=click.IntRange(1), help="Query examples per class.")
 @click.option("--episodes", default=40000, show_default=True, type=click.IntRange(1), help="Training episodes in all.")
-@click.option("--episodes-per-step", default=0, show_default=True, type=click.IntRange(0), help="Episodes batched into one optimizer step (0: 8 on CUDA, 1 on CPU).")
+@click.option("--episodes-per-step", default=0, show_default=True, type=click.IntRange(0), help="Episodes batched into one optimizer step, per process under torchrun (0: 8 on CUDA, 1 on CPU).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 autocast on CUDA, fp32 on the CPU.")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--resume", is_flag=True, help="Continue exactly from RUN_DIR/last.pt (its saved config wins, except --episodes and --device).")
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except --episodes, --device and a given --episodes-per-step).")
 @click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
 @click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
@@ -73,6 +74,8 @@ def train(data: str, out: str, split: str | None, way: int, shot: list[int], que
     if backbone == "mobilenet_v3_small":
         cfg.backbone_kwargs = {}
     summary = run_training(cfg, resume=resume, progress=not no_progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     if as_json:
         click.echo(json.dumps(summary))
     else:

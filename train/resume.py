@@ -1,0 +1,49 @@
+"""Resuming a run from ``last.pt``, with the same or another number of processes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import distributed
+from .checkpoint import load_checkpoint
+from .distributed import DistInfo
+
+
+def resume_checkpoint(out: Path, resume: bool, info: DistInfo) -> dict[str, Any] | None:
+    """``out/last.pt`` when resuming, read by rank 0 and sent to all: no shared disk needed."""
+    ckpt = None
+    if resume and info.is_main and (out / "last.pt").is_file():
+        ckpt = load_checkpoint(out / "last.pt")
+    return distributed.from_main(ckpt, info)
+
+
+def saved_config(ckpt: dict[str, Any], cfg: Any) -> Any:
+    """The run's saved ``TrainConfig``; ``episodes``, ``device``, ``out`` and a nonzero
+    ``episodes_per_step`` come from ``cfg``."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    restored = type(cfg)(**{k: v for k, v in ckpt["config"].items() if k in names})
+    restored.episodes, restored.device, restored.out = cfg.episodes, cfg.device, cfg.out
+    if cfg.episodes_per_step > 0:  # e.g. keep the global batch when the number of processes changes
+        restored.episodes_per_step = cfg.episodes_per_step
+    return restored
+
+
+def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, samplers: list,
+            pipe: Any, info: DistInfo) -> dict[str, Any]:
+    """Weights, optimizer and RNG states on every rank. The episode stream is shared by all
+    ranks (one saved state serves any world size); augmentation is rank-local: rank 0 takes
+    the saved state, the others re-seed from (seed, rank, episode)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    for s, st in zip(samplers, ckpt["rng"]["samplers"]):
+        s.set_state(st)
+    if info.is_main:
+        pipe.generator.set_state(ckpt["rng"]["augment"])
+    else:
+        pipe.reseed(distributed.rank_seed(ckpt["config"]["seed"], info.rank, ckpt["episode"]))
+    return {k: ckpt[k] for k in ("episode", "step", "best_val", "bad_vals", "elapsed") if k in ckpt}
