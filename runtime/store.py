@@ -77,7 +77,7 @@ def write_store(path: str | os.PathLike, contents: StoreContents) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     f.close()
-    _fsync_dir(folder)
+    fsync_dir(folder)
     _remove_stale_temps(folder, target.name)
 
 
@@ -119,7 +119,8 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
             os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); where a folder cannot be opened, skip."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

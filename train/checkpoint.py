@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgemeta.runtime.errors import DataError
+from edgemeta.runtime.store import fsync_dir
 
 from .backbones import build_backbone
 
@@ -46,21 +47,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); some systems cannot open a folder: skip there."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -73,7 +73,15 @@ def train(data: str, out: str, split: str | None, way: int, shot: list[int], que
                       time_limit=time_limit, lr_schedule=lr_schedule)
     if backbone == "mobilenet_v3_small":
         cfg.backbone_kwargs = {}
-    summary = run_training(cfg, resume=resume, progress=not no_progress)
+    try:
+        summary = run_training(cfg, resume=resume, progress=not no_progress)
+    except RuntimeError as e:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            raise
+        # A peer died (torchrun then stops every worker and names the root cause); say it in one line.
+        first = (str(e).splitlines() or ["?"])[0][:200]
+        raise click.ClickException(f"distributed training stopped: another worker failed or left ({first}); "
+                                   "the last checkpoint in --out stays loadable, resume with --resume") from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     if as_json:

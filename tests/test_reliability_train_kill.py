@@ -1,0 +1,19 @@
+"""A training run killed with SIGKILL keeps loadable checkpoints and resumes from the last one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import needs_torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
+import kill_train  # noqa: E402
+
+pytestmark = needs_torch
+
+
+def test_killed_training_resumes_from_last_good_checkpoint(tmp_path):
+    result = kill_train.run_trials(trials=3, work=tmp_path, seed=1)
+    assert result["final_episode"] >= kill_train.EPISODES
+    assert len(result["episodes_at_kills"]) == 3
