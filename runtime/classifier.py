@@ -35,6 +35,7 @@ class _Snapshot:
     prototypes: np.ndarray      # float32 [C, D]
     minus_2_t: np.ndarray       # float64 [D, C]: -2 * prototypes.T, ready for one matrix product
     sq_norms: np.ndarray        # float64 [C]
+    ones: np.ndarray            # float64 [C], for row sums by matrix-vector product
 
 
 def check_label(label: Any) -> str:
@@ -63,6 +64,7 @@ class FewShotClassifier:
         self._order: list[str] = []
         self._sums = np.zeros((0, dim), dtype=np.float64)
         self._counts = np.zeros((0,), dtype=np.int64)
+        self._ones_d = np.ones(dim)
         self._snapshot: _Snapshot | None = None
 
     # -- state -------------------------------------------------------------------------
@@ -151,39 +153,45 @@ class FewShotClassifier:
                 # stay the single source of truth (bake puts exactly these in its graph).
                 wide = protos.astype(np.float64)
                 self._snapshot = _Snapshot(tuple(self._order), protos, np.ascontiguousarray(-2.0 * wide.T),
-                                           np.einsum("cd,cd->c", wide, wide))
+                                           np.einsum("cd,cd->c", wide, wide), np.ones(n))
             return self._snapshot
 
     # -- prediction --------------------------------------------------------------------
     def distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray]:
         """Labels and squared Euclidean distances float64 [N, C] from each image to each prototype."""
-        labels, partial, query_sq = self._partial_distances(images)
-        return labels, np.maximum(partial + query_sq[:, None], 0.0)
+        snap, emb, partial = self._partial_distances(images)
+        return snap.labels, np.maximum(partial + self._squared_norms(emb)[:, None], 0.0)
 
-    def _partial_distances(self, images: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-        """``||p||^2 - 2 q.p`` float64 [N, C] (one matrix product for all prototypes) and ``||q||^2`` [N].
+    def _partial_distances(self, images: Any) -> tuple[_Snapshot, np.ndarray, np.ndarray]:
+        """The snapshot, embeddings float64 [N, D] and ``||p||^2 - 2 q.p`` float64 [N, C].
 
-        Their sum is the squared distance; ranking and softmax need only the first part.
+        One matrix product for all prototypes. Adding ``||q||^2`` gives the squared distance;
+        ranking and softmax need only this part.
         """
         snap = self._current()
         if not snap.labels:
             raise EdgemetaError("the classifier has no classes enrolled")
         emb = self.embed(images).astype(np.float64)
-        partial = emb @ snap.minus_2_t
+        partial = np.dot(emb, snap.minus_2_t)
         partial += snap.sq_norms
-        return snap.labels, partial, np.einsum("nd,nd->n", emb, emb)
+        return snap, emb, partial
+
+    def _squared_norms(self, emb: np.ndarray) -> np.ndarray:
+        """||q||^2 per row of emb [N, D] (a matrix-vector product: cheaper per call than a reduction)."""
+        return np.dot(emb * emb, self._ones_d)
 
     def predict(self, images: Any, top_k: int = 1) -> list[list[Prediction]]:
         """Per image, the ``top_k`` classes, best first: Prediction(label, score, distance)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise EdgemetaError(f"top_k must be a positive integer, got {top_k!r}")
-        labels, d, query_sq = self._partial_distances(images)
+        snap, emb, d = self._partial_distances(images)
+        labels = snap.labels
         best = _top_k(d, min(top_k, len(labels)))
-        weights = d.min(axis=1, keepdims=True) - d   # softmax of -distance, shifted for stability
-        np.exp(weights, out=weights)
-        totals = weights.sum(axis=1).tolist()
+        weights = np.exp(d.min(axis=1, keepdims=True) - d)  # softmax of -distance, shifted for stability
+        totals = np.dot(weights, snap.ones).tolist()
+        query_sq = self._squared_norms(emb).tolist()
         return [[Prediction(labels[j], float(wt[j]) / total, max(float(dj[j]) + qsq, 0.0)) for j in row]
-                for row, wt, total, dj, qsq in zip(best.tolist(), weights, totals, d, query_sq.tolist())]
+                for row, wt, total, dj, qsq in zip(best.tolist(), weights, totals, d, query_sq)]
 
     def effective_threshold(self, threshold: float | None = None) -> float | None:
         """The rejection threshold in force: the caller's, else this classifier's, else the model's."""
