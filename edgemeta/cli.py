@@ -7,6 +7,7 @@ top; torch, onnx and the heavy parts of the runtime are imported inside the comm
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
