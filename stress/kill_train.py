@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-EPISODES = 150
+EPISODES = 2000
 
 
 def make_toy(folder: Path) -> Path:
@@ -40,9 +40,9 @@ def make_toy(folder: Path) -> Path:
     return folder
 
 
-def train_command(data: Path, run: Path, resume: bool) -> list[str]:
+def train_command(data: Path, run: Path, resume: bool, episodes: int = EPISODES) -> list[str]:
     cmd = [sys.executable, "-m", "edgemeta", "train", "--data", str(data), "--out", str(run), "--device", "cpu",
-           "--way", "3", "--shot", "1", "--query", "2", "--episodes", str(EPISODES), "--size", "16",
+           "--way", "3", "--shot", "1", "--query", "2", "--episodes", str(episodes), "--size", "16",
            "--val-every", "5", "--val-episodes", "4", "--test-way", "2", "--no-progress", "--seed", "1"]
     return cmd + (["--resume"] if resume else [])
 
@@ -53,38 +53,48 @@ def check_run(run: Path) -> int:
 
     last = load_checkpoint(run / "last.pt")
     load_checkpoint(run / "best.pt")
-    temps = [p for p in run.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
-    if len(temps) > 1:
-        raise AssertionError(f"stray temp files: {temps}")
+    # At most one temp per checkpoint: the save a kill interrupted (the next save removes it).
+    for name in ("last.pt", "best.pt"):
+        temps = list(run.glob(f".{name}.*.tmp"))
+        if len(temps) > 1:
+            raise AssertionError(f"stray temp files: {temps}")
     return int(last["episode"])
 
 
-def trial(data: Path, run: Path, rng: random.Random, first: bool) -> int:
-    proc = subprocess.Popen(train_command(data, run, resume=not first), stdout=subprocess.DEVNULL,
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def trial(data: Path, run: Path, rng: random.Random, first: bool, episodes: int) -> int:
+    before = _mtime(run / "last.pt")
+    proc = subprocess.Popen(train_command(data, run, resume=not first, episodes=episodes), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    # Kill only once this process has written a checkpoint of its own, then at a random moment,
+    # so kills land anywhere in training, saving included (it saves every 5 episodes).
     deadline = time.time() + 60
-    while not (run / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 1.5))
+    while _mtime(run / "last.pt") == before and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.5))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return check_run(run)
 
 
-def run_trials(trials: int, work: Path, seed: int = 0) -> dict:
+def run_trials(trials: int, work: Path, seed: int = 0, episodes: int = EPISODES) -> dict:
     rng = random.Random(seed)
     data = make_toy(work)
     run = work / "run"
-    episodes = [trial(data, run, rng, first=(i == 0)) for i in range(trials)]
-    done = subprocess.run(train_command(data, run, resume=True), capture_output=True, text=True, timeout=600)
+    at_kills = [trial(data, run, rng, first=(i == 0), episodes=episodes) for i in range(trials)]
+    done = subprocess.run(train_command(data, run, resume=True, episodes=episodes), capture_output=True, text=True,
+                          timeout=600)
     if done.returncode != 0:
         raise AssertionError(f"resume after the kills failed: {done.stderr[-500:]}")
     final = check_run(run)
-    if final < EPISODES:
-        raise AssertionError(f"resumed run ended at episode {final} < {EPISODES}")
-    if any(b < a for a, b in zip(episodes, episodes[1:])):
-        raise AssertionError(f"a resume went backwards: {episodes}")
-    return {"trials": trials, "episodes_at_kills": episodes, "final_episode": final}
+    if final < episodes:
+        raise AssertionError(f"resumed run ended at episode {final} < {episodes}")
+    if any(b < a for a, b in zip(at_kills, at_kills[1:])):
+        raise AssertionError(f"a resume went backwards: {at_kills}")
+    return {"trials": trials, "episodes_at_kills": at_kills, "final_episode": final}
 
 
 def main() -> None:

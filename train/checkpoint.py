@@ -48,6 +48,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+    _remove_stale_temps(path)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files of ``path`` left by writers that were killed mid-save. Only rank 0
+    of one run writes a run folder, so any other temp of this name belongs to a dead writer."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
