@@ -6,12 +6,10 @@ dominates on a loaded CPU); one ``torchrun`` run checks the real command line.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -20,30 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import needs_torch
+from conftest import needs_torch, write_toy_mnist
 
 pytestmark = needs_torch
 
 RUN_FILES = {"best.pt", "last.pt", "config.json", "metrics.jsonl", "summary.json", "curves.png"}
 
 
-def _idx(path: Path, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
-    """10 classes x 12 images of 16x16: a bright bar at the class's own row, plus noise."""
-    root = tmp_path_factory.mktemp("toy")
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(10), 12)
-    images = rng.integers(0, 150, size=(len(labels), 16, 16)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 2 + c, 3:13] = np.maximum(images[i, 2 + c, 3:13], 170)
-    _idx(root / "toy-images-idx3-ubyte.gz", images)
-    _idx(root / "toy-labels-idx1-ubyte.gz", labels)
-    return root
+    return write_toy_mnist(tmp_path_factory.mktemp("toy"))
 
 
 def _cfg(toy: Path, out: Path, **kw) -> dict:

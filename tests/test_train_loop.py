@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import needs_torch
+from conftest import needs_torch, write_toy_mnist
 from edgemeta.cli import main
 
 pytestmark = needs_torch
 
 
-def _idx(path, arr):
-    header = bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture
 def toy(tmp_path):
-    """10 classes x 12 images of 16x16: a class is a bright bar at its own position, plus noise."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(10), 12)
-    images = rng.integers(0, 150, size=(len(labels), 16, 16)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 2 + c, 3:13] = np.maximum(images[i, 2 + c, 3:13], 170)
-    _idx(tmp_path / "toy-images-idx3-ubyte.gz", images)
-    _idx(tmp_path / "toy-labels-idx1-ubyte.gz", labels)
-    return tmp_path
+    return write_toy_mnist(tmp_path)
 
 
 def _cfg(toy, out, **kw):
