@@ -1,1 +1,1 @@
-"""Shipped models and example images (package data, read with importlib.resources)."""
+"""Shipped models and example images (package data; found beside this file, or through importlib.resources)."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
+from .binding import PerThreadBindings, SingleImageBinding
 from .errors import ModelError
 from .metadata import METADATA_KEY, ModelMetadata
 from .preprocess import _normalize_with, normalize_constants, prepare_uint8
@@ -22,6 +22,13 @@ DEVICES = ("cpu", "cuda", "auto")
 
 def default_model_path() -> Path:
     """Path of the model shipped in the package (``edgemeta/models/default.onnx``)."""
+    from edgemeta import models  # a package of data files only: nothing to run on import
+
+    beside = Path(models.__file__).parent / DEFAULT_MODEL_NAME
+    if beside.is_file():  # an ordinary install; importlib.resources (about 10 ms to import) is the general way
+        return beside
+    from importlib import resources
+
     return Path(str(resources.files("edgemeta.models").joinpath(DEFAULT_MODEL_NAME)))
 
 
@@ -88,6 +95,12 @@ class EmbeddingModel:
             raise ModelError(f"model holds names that are not UTF-8: {self.path}") from None
         self._scale, self._offset = normalize_constants(self.meta.preprocess)
         self._run_options = ort.RunOptions()
+        spec = self.meta.preprocess
+        self._single = PerThreadBindings(lambda: SingleImageBinding(
+            self._session, self.meta.input_name, self.meta.output_name,
+            (1, spec.channels, spec.size[0], spec.size[1]), self.meta.embedding_dim))
+        # CPU only: with a GPU provider the bound host buffers would add copies, not save work.
+        self._single.enabled = chosen == ["CPUExecutionProvider"]
 
     @classmethod
     def default(cls, **kwargs: Any) -> "EmbeddingModel":
@@ -143,8 +156,11 @@ class EmbeddingModel:
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, C] (from ``prepare``) -> float32 [N, D]."""
-        x = _normalize_with(batch, self._scale, self._offset)
-        return self.run_input(x)
+        bound = self._single.get() if batch.shape[0] == 1 else None
+        if bound is not None:
+            _normalize_with(batch, self._scale, self._offset, out=bound.input)
+            return bound.run().copy()
+        return self.run_input(_normalize_with(batch, self._scale, self._offset))
 
     def run_input(self, x: np.ndarray) -> np.ndarray:
         """Normalized float32 [N, C, H, W] -> float32 [N, D]: the bare network call."""

@@ -10,7 +10,6 @@ import glob
 import lzma
 import math
 import os
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -87,6 +86,8 @@ def _temp_pattern(name: str) -> str:
 
 def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
     """A new temp file beside the store, open and exclusively locked."""
+    import tempfile  # only writers need it (about 8 ms to import; classify never writes)
+
     while True:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
         if fcntl is None:

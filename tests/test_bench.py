@@ -80,6 +80,7 @@ def test_cold_start_runs_fresh_processes(model_path):
     assert result["heavy_modules"] == []
     assert 0 < result["in_process_s"] < result["api_s"] and result["classify_cli_s"] > 0
     assert result["rss_mb"] > 0
+    assert result["floor_s"] > 0 and result["classify_over_floor_s"] == result["classify_cli_s"] - result["floor_s"]
 
 
 def test_bench_and_eval_never_import_torch_or_onnx(tmp_path, model_path):

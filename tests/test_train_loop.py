@@ -89,3 +89,25 @@ def test_cli_trains(toy, tmp_path):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6
+
+
+def test_init_warm_starts_from_another_run(toy, tmp_path):
+    import torch
+
+    from edgemeta.train.checkpoint import CheckpointError, load_checkpoint
+    from edgemeta.train.loop import train
+
+    train(_cfg(toy, tmp_path / "first", episodes=12), progress=False)
+    first = load_checkpoint(tmp_path / "first")["model"]
+    # One episode at a tiny learning rate: the second run must start from the first one's weights.
+    train(_cfg(toy, tmp_path / "second", episodes=1, lr=1e-9, init=str(tmp_path / "first")), progress=False)
+    second = load_checkpoint(tmp_path / "second" / "last.pt")
+    assert second["episode"] == 1  # the count, schedule and optimizer start afresh
+    for name, value in first.items():
+        if value.dtype.is_floating_point and "running" not in name:  # BN statistics move in train mode
+            assert torch.allclose(value, second["model"][name], atol=1e-6), name
+    with pytest.raises(CheckpointError, match="its size is 16, this run's is 20"):
+        train(_cfg(toy, tmp_path / "third", size=20, init=str(tmp_path / "first")), progress=False)
+    result = CliRunner().invoke(main, ["train", "--data", str(toy), "--out", str(tmp_path / "x"),
+                                       "--init", str(tmp_path / "missing")])
+    assert result.exit_code != 0 and "does not exist" in result.output

@@ -33,7 +33,7 @@ from .curves import plot_curves
 from .data import load_train_val
 from .distributed import DistInfo
 from .loss import episode_logits, per_episode_accuracy, prototypical_loss
-from .resume import restore, resume_checkpoint, saved_config
+from .resume import restore, resume_checkpoint, saved_config, warm_start
 from .sampler import EpisodeSampler, to_device_images
 
 
@@ -72,6 +72,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on CUDA only (no gain in full CPU training steps here)
     time_limit: float = 0.0  # seconds of training before a final validation and stop; 0: none
     target: float = 0.0  # stop once validation accuracy reaches this; 0: never
+    init: str = ""  # warm start: weights of this checkpoint (or run folder's best.pt); fresh optimizer and schedule
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
@@ -193,6 +194,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
              "elapsed": 0.0}
     if ckpt is not None:
         state = restore(ckpt, model, optimizer, samplers, pipe, info)
+    elif cfg.init:
+        warm_start(model, cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from . import distributed
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import DistInfo
 
 
@@ -47,3 +47,18 @@ def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim
     else:
         pipe.reseed(distributed.rank_seed(ckpt["config"]["seed"], info.rank, ckpt["episode"]))
     return {k: ckpt[k] for k in ("episode", "step", "best_val", "bad_vals", "elapsed") if k in ckpt}
+
+
+def warm_start(model: torch.nn.Module, cfg: Any) -> None:
+    """Load the weights of ``cfg.init`` (a checkpoint, or a run folder's ``best.pt``) into ``model``.
+    Only the weights: the optimizer, schedule and episode count start afresh (fine-tuning)."""
+    ckpt = load_checkpoint(cfg.init)
+    saved = ckpt["config"]
+    mine = {"backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs, "size": cfg.size}
+    for key, value in mine.items():
+        if saved.get(key) != value:
+            raise CheckpointError(f"--init {cfg.init}: its {key} is {saved.get(key)!r}, this run's is {value!r}")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"--init {cfg.init} does not fit this network: {str(e).splitlines()[0]}") from None

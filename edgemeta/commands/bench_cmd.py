@@ -101,6 +101,8 @@ def format_report(r: dict[str, Any]) -> str:
                       f"python API {c['api_s']:.3f} s = interpreter + import {c['import_s']:.3f} + load "
                       f"{c['load_s']:.3f} + enroll/first prediction {c['first_prediction_s']:.3f} s",
                       f"  peak RSS at first prediction {c['rss_mb']:.1f} MiB; torch/onnx imported: "
-                      f"{', '.join(c['heavy_modules']) or 'neither'}"]
+                      f"{', '.join(c['heavy_modules']) or 'neither'}",
+                      f"  floor (python -c 'import numpy, onnxruntime') {c['floor_s']:.3f} s; classify adds "
+                      f"{c['classify_over_floor_s']:.3f} s to it"]
     lines.append(f"\npeak RSS of this benchmark process {r['bench_peak_rss_mb']:.1f} MiB")
     return "\n".join(lines)

@@ -34,6 +34,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except --episodes, --device and a given --episodes-per-step).")
+@click.option("--init", "init", default=None, type=click.Path(exists=True), help="Start from the weights of this checkpoint or run folder (its best.pt); optimizer, schedule and episode count start afresh.")
 @click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
 @click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
@@ -52,7 +53,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def train(data: str, out: str, split: str | None, way: int, shot: list[int], query: int, episodes: int,
-          episodes_per_step: int, device: str, precision: str, compile_: bool, seed: int, resume: bool,
+          episodes_per_step: int, device: str, precision: str, compile_: bool, seed: int, resume: bool, init: str | None,
           backbone: str, size: int, metric: str, lr: float, lr_step: int, augment: str, rotations: bool,
           val_every: int, val_episodes: int, test_way: int, test_shot: int, patience: int, time_limit: float, lr_schedule: str, no_progress: bool,
           as_json: bool) -> None:
@@ -70,7 +71,7 @@ def train(data: str, out: str, split: str | None, way: int, shot: list[int], que
                       compile=compile_, seed=seed, backbone=backbone, size=size, metric=metric, lr=lr,
                       lr_step=lr_step, augment=augment, val_every=val_every, val_episodes=val_episodes,
                       test_way=test_way, test_shot=test_shot, patience=patience,
-                      time_limit=time_limit, lr_schedule=lr_schedule)
+                      time_limit=time_limit, lr_schedule=lr_schedule, init=init or "")
     if backbone == "mobilenet_v3_small":
         cfg.backbone_kwargs = {}
     try:
