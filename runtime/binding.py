@@ -41,10 +41,10 @@ class PerThreadBindings:
     """A ``SingleImageBinding`` per calling thread, made on first use; ``None`` once a binding
     has failed (then callers use the plain ``run`` path for good)."""
 
-    def __init__(self, make: Callable[[], SingleImageBinding]) -> None:
+    def __init__(self, make: Callable[[], SingleImageBinding], enabled: bool = True) -> None:
         self._make = make
         self._local = threading.local()
-        self.enabled = True
+        self.enabled = enabled
 
     def get(self) -> SingleImageBinding | None:
         bound = getattr(self._local, "binding", None)

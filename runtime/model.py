@@ -96,11 +96,11 @@ class EmbeddingModel:
         self._scale, self._offset = normalize_constants(self.meta.preprocess)
         self._run_options = ort.RunOptions()
         spec = self.meta.preprocess
+        # CPU only: with a GPU provider the bound host buffers would add copies, not save work.
         self._single = PerThreadBindings(lambda: SingleImageBinding(
             self._session, self.meta.input_name, self.meta.output_name,
-            (1, spec.channels, spec.size[0], spec.size[1]), self.meta.embedding_dim))
-        # CPU only: with a GPU provider the bound host buffers would add copies, not save work.
-        self._single.enabled = chosen == ["CPUExecutionProvider"]
+            (1, spec.channels, spec.size[0], spec.size[1]), self.meta.embedding_dim),
+            enabled=chosen == ["CPUExecutionProvider"])
 
     @classmethod
     def default(cls, **kwargs: Any) -> "EmbeddingModel":
