@@ -2,8 +2,8 @@
 
 In one process, on one ONNX model: ``FewShotClassifier.predict`` on in-memory uint8 images
 (conversion, polarity, normalization, distances, softmax, top-1) against a bare
-``onnxruntime.InferenceSession.run`` on the same, already preprocessed, input. Rounds of the
-two alternate so that machine noise hits both alike; medians are reported.
+``onnxruntime.InferenceSession.run`` on the same, already preprocessed, input. Blocks of calls
+of the two alternate so that machine noise hits both alike; medians are reported.
 
     python benchmarks/runtime_overhead.py [--model M.onnx] [--threads 2] [--json]
 """
@@ -24,17 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
 
 
-def _time_pairs(fn_a, fn_b, calls: int) -> tuple[float, float, float]:
-    """Median seconds per call of ``fn_a`` and ``fn_b``, called alternately, and the median of
-    the paired differences a - b (each pair sees nearly the same machine state)."""
-    samples = np.empty((calls, 2))
+def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, float]:
+    """Median seconds per call of ``fn_a`` and ``fn_b`` and the median of the paired differences
+    a - b, timed in alternating blocks of ``block`` calls: each pair of blocks sees nearly the
+    same machine state, and each function runs back to back as an application would call it
+    (alternating single calls would make each one start with the other's code and data in cache)."""
+    pairs = max(calls // block, 1)
+    samples = np.empty((pairs, 2))
     clock = time.perf_counter
-    for i in range(calls):
+    for i in range(pairs):
         t0 = clock()
-        fn_a()
+        for _ in range(block):
+            fn_a()
         t1 = clock()
-        fn_b()
-        samples[i] = t1 - t0, clock() - t1
+        for _ in range(block):
+            fn_b()
+        samples[i] = (t1 - t0) / block, (clock() - t1) / block
     a, b = np.median(samples, axis=0)
     return float(a), float(b), float(np.median(samples[:, 0] - samples[:, 1]))
 
@@ -59,7 +64,8 @@ def measure(model_path: Path, threads: int, rounds: int, calls: int) -> dict:
             clf.predict(images)
             bare.run(None, feed)
         n = calls if batch == 1 else max(calls // 20, 20)
-        p, b, extra = np.median([_time_pairs(lambda: clf.predict(images), lambda: bare.run(None, feed), n)
+        block = 20 if batch == 1 else 2
+        p, b, extra = np.median([_time_pairs(lambda: clf.predict(images), lambda: bare.run(None, feed), n, block)
                                  for _ in range(rounds)], axis=0)
         out[f"batch{batch}"] = {"predict_ms": p * 1e3, "bare_ms": b * 1e3, "extra_us": extra * 1e6,
                                 "predict_images_per_s": batch / p, "bare_images_per_s": batch / b,
@@ -98,7 +104,7 @@ def main() -> None:
                          "shrinks to a few microseconds, leaving the runtime's overhead in view")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

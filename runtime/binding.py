@@ -16,12 +16,18 @@ import onnxruntime as ort
 
 
 class SingleImageBinding:
-    """One thread's buffers: ``input`` float32 [1, C, H, W], ``output`` float32 [1, D]."""
+    """One thread's buffers: ``input`` float32 [1, C, H, W] (``flat_input``: the same memory as
+    [C*H*W]), ``output`` float32 [1, D]. ``output_with_one`` float32 [1, D + 1] (``_flat``:
+    [D + 1]) is ``output`` followed by a constant 1, so that one matrix product with [D + 1, K]
+    can add a bias row."""
 
     def __init__(self, session: ort.InferenceSession, input_name: str, output_name: str,
                  input_shape: tuple[int, int, int, int], dim: int) -> None:
         self.input = np.zeros(input_shape, dtype=np.float32)
-        self.output = np.zeros((1, dim), dtype=np.float32)
+        self.flat_input = self.input.reshape(-1)
+        self.output_with_one = np.ones((1, dim + 1), dtype=np.float32)
+        self.output_with_one_flat = self.output_with_one.reshape(-1)
+        self.output = self.output_with_one_flat[:dim].reshape(1, dim)
         # The tensors view the numpy buffers (no copies); keep them referenced with the binding.
         self._tensors = (ort.OrtValue.ortvalue_from_numpy(self.input), ort.OrtValue.ortvalue_from_numpy(self.output))
         self._binding = session.io_binding()
@@ -50,8 +56,10 @@ class PerThreadBindings:
         bound = getattr(self._local, "binding", None)
         if bound is None and self.enabled:
             try:
-                bound = self._local.binding = self._make()
+                bound = self._make()
                 bound.run()  # a model that cannot run bound (an odd output shape) fails here, once
             except Exception:
-                self.enabled, bound = False, None
-        return bound
+                self.enabled = False
+                return None
+            self._local.binding = bound
+        return bound if self.enabled else None

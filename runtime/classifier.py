@@ -7,6 +7,7 @@ so many threads may enroll and predict at once.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from .model import EmbeddingModel
 from .store import StoreContents, read_store, write_store
 
 MAX_LABEL_LENGTH = 256
+# Up to this many classes one query's softmax is cheaper in Python floats than in numpy calls
+# (each of which costs a few microseconds whatever its size).
+_FEW_CLASSES = 24
 
 
 class Prediction(NamedTuple):
@@ -37,8 +41,9 @@ _new_prediction = tuple.__new__
 class _Snapshot:
     labels: tuple[str, ...]
     prototypes: np.ndarray      # float32 [C, D]
-    minus_2_t: np.ndarray       # float64 [D, C]: -2 * prototypes.T, ready for one matrix product
-    sq_norms: np.ndarray        # float64 [C]
+    partial_matrix: np.ndarray  # float64 [D + 1, C]: -2 * prototypes.T over a last row of ||p||^2
+    minus_2_t: np.ndarray       # float64 [D, C]: the first D rows, a view
+    sq_norms: np.ndarray        # float64 [C]: the last row, a view
     ones: np.ndarray            # float64 [C], for row sums by matrix-vector product
 
 
@@ -159,8 +164,10 @@ class FewShotClassifier:
                 # nearby points (scores off by ~2e-5 on a trained model); float32 prototypes
                 # stay the single source of truth (bake puts exactly these in its graph).
                 wide = protos.astype(np.float64)
-                self._snapshot = _Snapshot(tuple(self._order), protos, np.ascontiguousarray(-2.0 * wide.T),
-                                           np.einsum("cd,cd->c", wide, wide), np.ones(n))
+                partial = np.empty((wide.shape[1] + 1, n))
+                partial[:-1] = -2.0 * wide.T
+                partial[-1] = np.einsum("cd,cd->c", wide, wide)
+                self._snapshot = _Snapshot(tuple(self._order), protos, partial, partial[:-1], partial[-1], np.ones(n))
             return self._snapshot
 
     # -- prediction --------------------------------------------------------------------
@@ -191,11 +198,15 @@ class FewShotClassifier:
         """Per image, the ``top_k`` classes, best first: Prediction(label, score, distance)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise EdgemetaError(f"top_k must be a positive integer, got {top_k!r}")
+        if not self._cosine:
+            one = self._predict_single_bound(images, top_k)
+            if one is not None:
+                return [one]
         snap, emb, d = self._partial_distances(images)
         labels = snap.labels
         k = min(top_k, len(labels))
         if d.shape[0] == 1:
-            return [self._predict_one(labels, emb[0], d[0], k)]
+            return [self._predict_one(snap, d[0], float(np.dot(emb[0], emb[0])), k)]
         best = _top_k(d, k)
         near = np.take_along_axis(d, best, axis=1)  # [N, k], nearest first
         shift = near[:, :1]  # softmax of -distance, shifted by the row's minimum for stability
@@ -205,16 +216,36 @@ class FewShotClassifier:
         return [[_new_prediction(Prediction, item) for item in zip(map(labels.__getitem__, row), sc, di)]
                 for row, sc, di in zip(best.tolist(), scores.tolist(), dists.tolist())]
 
+    def _predict_single_bound(self, images: Any, top_k: int) -> list[Prediction] | None:
+        """``predict`` for one uint8 grayscale image at the model's size, on the model's bound
+        buffers: the embedding with a 1 appended times ``partial_matrix`` gives all partial
+        distances in one product. None when the input or the model needs the general path."""
+        snap = self._current()
+        if not snap.labels:
+            raise EdgemetaError("the classifier has no classes enrolled")
+        bound = self.model.run_single_bound(images)
+        if bound is None:
+            return None
+        query = bound.output_with_one_flat.astype(np.float64)  # [D + 1]
+        d = np.dot(query, snap.partial_matrix)
+        query_sq = float(np.dot(query, query)) - 1.0
+        return self._predict_one(snap, d, query_sq, min(top_k, len(snap.labels)))
+
     @staticmethod
-    def _predict_one(labels: tuple[str, ...], emb: np.ndarray, d: np.ndarray, k: int) -> list[Prediction]:
-        """``predict`` for one query: emb float64 [D], d float64 [C] (partial distances).
+    def _predict_one(snap: _Snapshot, d: np.ndarray, query_sq: float, k: int) -> list[Prediction]:
+        """``predict`` for one query: d float64 [C] (partial distances), query_sq its ||q||^2.
 
         The same arithmetic as the batched path in fewer numpy calls: at batch 1 each call's
         fixed cost (about a microsecond) is most of what the runtime adds to the network."""
+        labels = snap.labels
+        if k == 1 and len(labels) <= _FEW_CLASSES:
+            row = d.tolist()
+            nearest = min(row)
+            total = sum([math.exp(nearest - x) for x in row])
+            return [_new_prediction(Prediction, (labels[row.index(nearest)], 1.0 / total, max(nearest + query_sq, 0.0)))]
         order = [int(d.argmin())] if k == 1 else _top_k(d[None], k)[0].tolist()
         weights = np.exp(d[order[0]] - d)
-        total = float(weights.sum())
-        query_sq = float(np.dot(emb, emb))
+        total = float(np.dot(weights, snap.ones))
         return [_new_prediction(Prediction, (labels[j], float(weights[j]) / total, max(float(d[j]) + query_sq, 0.0)))
                 for j in order]
 

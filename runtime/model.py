@@ -13,7 +13,7 @@ import onnxruntime as ort
 from .binding import PerThreadBindings, SingleImageBinding
 from .errors import ModelError
 from .metadata import METADATA_KEY, ModelMetadata
-from .preprocess import _normalize_with, normalize_constants, prepare_uint8
+from .preprocess import OneGrayImage, _normalize_with, normalize_constants, prepare_uint8
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_MODEL_NAME = "default.onnx"
@@ -101,6 +101,7 @@ class EmbeddingModel:
             self._session, self.meta.input_name, self.meta.output_name,
             (1, spec.channels, spec.size[0], spec.size[1]), self.meta.embedding_dim),
             enabled=chosen == ["CPUExecutionProvider"])
+        self._one_gray = OneGrayImage(spec)
 
     @classmethod
     def default(cls, **kwargs: Any) -> "EmbeddingModel":
@@ -154,6 +155,18 @@ class EmbeddingModel:
         """Any accepted image form -> canonical uint8 [N, H, W, C]."""
         return prepare_uint8(images, self.meta.preprocess)
 
+    def run_single_bound(self, images: Any) -> SingleImageBinding | None:
+        """For one uint8 grayscale image at the model's size (see ``OneGrayImage``): run it on this
+        thread's bound buffers and return the binding (read ``output``, float32 [1, D], before the
+        thread's next call). None for every other input: use ``embed``."""
+        if not self._one_gray.accepts(images):
+            return None
+        bound = self._single.get()
+        if bound is not None:
+            self._one_gray.normalize_into(images, bound.flat_input)
+            bound.run()
+        return bound
+
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, C] (from ``prepare``) -> float32 [N, D]."""
         bound = self._single.get() if batch.shape[0] == 1 else None
@@ -171,6 +184,9 @@ class EmbeddingModel:
 
     def embed(self, images: Any) -> np.ndarray:
         """Any accepted image form -> float32 [N, D] embeddings."""
+        bound = self.run_single_bound(images)
+        if bound is not None:
+            return bound.output.copy()
         return self.embed_prepared(self.prepare(images))
 
     def __repr__(self) -> str:

@@ -163,3 +163,36 @@ def _normalize_with(batch: np.ndarray, scale: np.ndarray, offset: np.ndarray,
         return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
     out[...] = nhwc.transpose(0, 3, 1, 2)
     return out
+
+
+class OneGrayImage:
+    """The commonest request on its shortest path: one uint8 grayscale image already at the
+    model's size, (H, W), (1, H, W), (H, W, 1) or (1, H, W, 1).
+
+    Polarity and normalization fold into one table lookup: ``tables[0][v]`` is what ``normalize``
+    gives for level ``v`` (computed by it, so bit-identical), and an image ``fix_polarity`` would
+    invert reads ``tables[1][v] = tables[0][255 - v]``.
+    """
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        h, w = spec.size
+        gray = spec.channels == 1
+        self.shapes = frozenset({(h, w), (1, h, w), (h, w, 1), (1, h, w, 1)}) if gray else frozenset()
+        scale, offset = normalize_constants(spec)
+        table = _normalize_with(np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1), scale[:1], offset[:1])
+        self.tables = (table.reshape(256), np.ascontiguousarray(table.reshape(256)[::-1]))
+        self.check_polarity = spec.polarity != "none" and spec.auto_polarity
+        idx, self.border_mask = border_index(h, w, 1)
+        self.bright_limit = 127.5 * idx.size
+        self.want_dark_background = spec.polarity == "light_on_dark"
+
+    def accepts(self, images: Any) -> bool:
+        return type(images) is np.ndarray and images.dtype == np.uint8 and images.shape in self.shapes
+
+    def normalize_into(self, image: np.ndarray, out: np.ndarray) -> None:
+        """uint8 image (a shape in ``shapes``) -> ``out`` float32 [H*W], polarity fixed as
+        ``fix_polarity`` fixes it and normalized as ``normalize`` normalizes."""
+        flat = image.reshape(-1)
+        invert = self.check_polarity and (
+            (float(np.dot(flat, self.border_mask)) > self.bright_limit) == self.want_dark_background)
+        np.take(self.tables[invert], flat, out=out, mode="clip")

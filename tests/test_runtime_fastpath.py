@@ -10,7 +10,7 @@ import pytest
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime import binding as binding_module
-from edgemeta.runtime.preprocess import PreprocessSpec, fix_polarity
+from edgemeta.runtime.preprocess import OneGrayImage, PreprocessSpec, fix_polarity, normalize, prepare_uint8
 from tiny_models import class_batch, linear_model, metadata
 
 SIZE = 8
@@ -49,18 +49,54 @@ def test_single_image_polarity_decides_as_the_batch_does(polarity):
     np.testing.assert_array_equal(singles, batch)
 
 
-def test_single_predictions_equal_batched_ones(model):
+def _threshold_images(n: int) -> np.ndarray:
+    """uint8 [n, SIZE, SIZE]: random images, the first four with borders at and around mid-gray."""
+    images = _random_images(n, seed=2)
+    for i, value in enumerate((127, 128, 255, 0)):
+        images[i] = value
+        images[i, 0, 0] = 128 if value == 127 else images[i, 0, 0]
+    return images
+
+
+@pytest.mark.parametrize("polarity,auto", [("light_on_dark", True), ("dark_on_light", True),
+                                           ("light_on_dark", False), ("none", True)])
+@pytest.mark.parametrize("mean,std", [(0.0, 1.0), (0.45, 0.27)])
+def test_one_gray_image_input_is_bit_identical_to_the_general_preprocessing(polarity, auto, mean, std):
+    spec = PreprocessSpec(size=(SIZE, SIZE), polarity=polarity, auto_polarity=auto, mean=(mean,), std=(std,))
+    one = OneGrayImage(spec)
+    out = np.empty(SIZE * SIZE, dtype=np.float32)
+    for image in _threshold_images(60):
+        expected = normalize(prepare_uint8(image, spec), spec).reshape(-1)
+        for shaped in (image, image[None], image[..., None], image[None, ..., None], image.T.copy().T):
+            assert one.accepts(shaped)
+            out[:] = np.nan
+            one.normalize_into(shaped, out)
+            np.testing.assert_array_equal(out, expected)
+
+
+def test_one_gray_image_leaves_every_other_input_to_the_general_path():
+    one = OneGrayImage(PreprocessSpec(size=(SIZE, SIZE)))
+    image = _random_images(1)[0]
+    others = [image.astype(np.float32) / 255, image.astype(np.uint16), image[:-1], np.stack([image, image]),
+              np.repeat(image[..., None], 3, axis=2), [image], image.tolist()]
+    assert not any(one.accepts(x) for x in others)
+    assert not OneGrayImage(PreprocessSpec(size=(SIZE, SIZE), channels=3, polarity="none",
+                                           mean=(0.0,) * 3, std=(1.0,) * 3)).accepts(image)
+
+
+@pytest.mark.parametrize("classes", [7, 30])  # Python-float softmax up to 24 classes, numpy above
+def test_single_predictions_equal_batched_ones(model, classes):
     clf = FewShotClassifier(model)
-    for k in range(7):
+    for k in range(classes):
         clf.enroll(f"c{k}", class_batch(k, 3, size=SIZE))
-    queries = np.concatenate([class_batch(k, 2, seed=5, size=SIZE) for k in range(7)])
+    queries = np.concatenate([class_batch(k, 2, seed=5, size=SIZE) for k in range(classes)])
     for top_k in (1, 3, 10):
         batched = clf.predict(queries, top_k=top_k)
         for query, expected in zip(queries, batched):
             (got,) = clf.predict(query, top_k=top_k)
             assert [p.label for p in got] == [p.label for p in expected]
             np.testing.assert_allclose([p.score for p in got], [p.score for p in expected], rtol=1e-9, atol=1e-12)
-            np.testing.assert_allclose([p.distance for p in got], [p.distance for p in expected], rtol=1e-5)
+            np.testing.assert_allclose([p.distance for p in got], [p.distance for p in expected], rtol=1e-9)
 
 
 def test_threads_each_get_their_own_buffers(model):
@@ -97,3 +133,16 @@ def test_a_model_that_cannot_run_bound_falls_back_for_good(tmp_path, monkeypatch
     image = _random_images(1)[0]
     np.testing.assert_allclose(model.embed(image), model.embed(np.stack([image, image]))[:1], atol=1e-6)
     assert model._single.enabled is False
+
+
+def test_a_color_model_takes_the_general_path_for_single_images(tmp_path):
+    path = linear_model(tmp_path / "rgb.onnx", np.random.default_rng(0).standard_normal((3 * SIZE * SIZE, 5)),
+                        channels=3)
+    model = EmbeddingModel(path)
+    images = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    singles = np.concatenate([model.embed(img) for img in images])
+    np.testing.assert_allclose(singles, model.embed(images), rtol=1e-6, atol=1e-6)
+    clf = FewShotClassifier(model)
+    clf.enroll("a", images[:2])
+    clf.enroll("b", images[2:])
+    assert [clf.predict(img)[0][0].label for img in images] == ["a", "a", "b", "b"]
