@@ -195,4 +195,4 @@ class OneGrayImage:
         flat = image.reshape(-1)
         invert = self.check_polarity and (
             (float(np.dot(flat, self.border_mask)) > self.bright_limit) == self.want_dark_background)
-        np.take(self.tables[invert], flat, out=out, mode="clip")
+        self.tables[invert].take(flat, out=out, mode="clip")  # the method skips np.take's Python wrapper
