@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
+from edgemeta.runtime.bench import SETTLE_S  # noqa: E402
 
 
 def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, float]:
@@ -33,13 +34,16 @@ def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, 
     samples = np.empty((pairs, 2))
     clock = time.perf_counter
     for i in range(pairs):
+        time.sleep(SETTLE_S)
         t0 = clock()
         for _ in range(block):
             fn_a()
         t1 = clock()
+        time.sleep(SETTLE_S)
+        t2 = clock()
         for _ in range(block):
             fn_b()
-        samples[i] = (t1 - t0) / block, (clock() - t1) / block
+        samples[i] = (t1 - t0) / block, (clock() - t2) / block
     a, b = np.median(samples, axis=0)
     return float(a), float(b), float(np.median(samples[:, 0] - samples[:, 1]))
 

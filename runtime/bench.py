@@ -56,6 +56,11 @@ class Contender:
     make: Callable[[int], Call]
 
 
+# A pause before each contender's block or round: thread pools (onnxruntime's workers, torch's
+# OpenMP team) spin for a while after a call, and would take the cores from the next contender.
+SETTLE_S = 0.01
+
+
 def random_images(model: Any, batch: int, seed: int = 0) -> np.ndarray:
     """uint8 [batch, H, W, C] at the model's size: sparse bright strokes on a dark background."""
     spec = model.meta.preprocess
@@ -141,6 +146,7 @@ def latency(contenders: list[Contender], config: BenchConfig, block: int = 50) -
     clock = time.perf_counter
     for start in range(0, config.iterations, block):
         for j, call in enumerate(calls):
+            time.sleep(SETTLE_S)
             for i in range(start, min(start + block, config.iterations)):
                 t0 = clock()
                 call()
@@ -169,6 +175,7 @@ def throughput(contenders: list[Contender], batch: int, config: BenchConfig) -> 
     rates = np.empty((config.rounds, len(calls)))
     for r in range(config.rounds):
         for j, call in enumerate(calls):
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             for _ in range(per_round[j]):
                 call()
