@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgemeta.runtime import EmbeddingModel
 from edgemeta.runtime.datasets import load_source
-from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, evaluate
+from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 
 # (source folder, split, label, [(way, shot, within_alphabet, unknown)])
 PROTOCOLS = [
@@ -35,10 +35,13 @@ def rows(model: EmbeddingModel, data_root: Path, episodes: int, query: int) -> l
         data = load_source(data_root / folder, model.meta.preprocess, split=split,
                            rotations=True if split == "vinyals-test" else None)
         emb = embed_all(model, data.images)
+        shift = model.meta.support_shift  # support images embedded as enroll embeds them
+        support = embed_all_support(model, data.images, shift) if shift else None
         print(f"{label}: {len(emb)} images embedded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for way, shot, within, unknown in runs:
             r = evaluate(emb, data.targets, EpisodeSpec(way, shot, query, unknown, within), episodes, seed=0,
-                         groups=data.class_groups, metric=model.meta.metric, threshold=model.meta.threshold)
+                         groups=data.class_groups, metric=model.meta.metric, threshold=model.meta.threshold,
+                         support_emb=support)
             task = f"{way}-way {shot}-shot" + (" within alphabet" if within else "") + (f", {unknown} unknown" if unknown else "")
             extra = f"AUROC {r.auroc:.3f}" if r.auroc is not None else ""
             if r.false_accept_rate is not None:

@@ -14,13 +14,15 @@ from typing import Any, Callable
 import numpy as np
 
 from edgemeta.runtime.metadata import ModelMetadata
+from edgemeta.runtime.preprocess import check_support_shift
 
 from .checkpoint import Checkpoint, ExportError, build_model, load_checkpoint
 from .files import atomic_write, check_writable
 from .data import ImageSet, choose_source, load_images
 from .onnx_export import export_network, set_metadata, training_summary
 from .threshold import choose_threshold
-from .verify import FP32, INT8, check_onnx, compare, embed_onnx, embed_torch, few_shot_accuracy, session
+from .verify import (FP32, INT8, check_onnx, compare, embed_onnx, embed_onnx_support, embed_torch, few_shot_accuracy,
+                     session)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class ExportOptions:
     exporter: str = "auto"
     episodes: int = 200
     seed: int = 0
+    support_shift: int = 1
 
 
 def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str], None] = log.info) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
                               "data": val.describe(), "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed)}
     say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
     report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)
-    meta = _metadata(ckpt, emb, val, opts, report, exporter)
+    meta = _metadata(ckpt, emb, val, opts, report, exporter, support=_support(proto.SerializeToString(), val, ckpt, opts))
     set_metadata(proto, meta)
     check_onnx(proto)
     final, reference_final = proto, emb
@@ -85,10 +88,20 @@ def _load(ckpt: Checkpoint, opts: ExportOptions, validation: bool) -> ImageSet:
     return load_images(source, split, ckpt.preprocess, explicit=opts.data is not None, seed=opts.seed)
 
 
+def _support(model_bytes: bytes, val: ImageSet, ckpt: Checkpoint, opts: ExportOptions) -> np.ndarray | None:
+    """The validation images embedded as the runtime enrolls them (float32 [M, D]), when the
+    threshold is to be chosen on them; None otherwise."""
+    if opts.threshold != "auto" or val.synthetic:
+        return None
+    return embed_onnx_support(session(model_bytes), val.images, ckpt.preprocess, check_support_shift(opts.support_shift))
+
+
 def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOptions,
-              report: dict[str, Any], exporter: str, precision: str = "fp32") -> ModelMetadata:
-    """The model's metadata; the threshold is chosen on ``emb`` (float32 [M, D]) unless given."""
-    threshold, how = _threshold(emb, val, opts, _metric(ckpt))
+              report: dict[str, Any], exporter: str, precision: str = "fp32",
+              support: np.ndarray | None = None) -> ModelMetadata:
+    """The model's metadata; the threshold is chosen on ``emb`` (float32 [M, D]) as queries and
+    ``support`` (float32 [M, D]) as enrolled images, unless given."""
+    threshold, how = _threshold(emb, val, opts, _metric(ckpt), support)
     report["threshold_method"] = how
     accuracy = {"best_val": ckpt.best_val, "export_check": {**report["accuracy"], **val.describe()}, "rejection": how}
     if report.get("int8"):
@@ -96,10 +109,12 @@ def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOpti
     training = training_summary(ckpt.config, ckpt.episode, ckpt.path.name)
     training.update(exporter=exporter, opset=report["opset"], precision=precision)
     return ModelMetadata(preprocess=ckpt.preprocess, embedding_dim=int(emb.shape[1]), metric=_metric(ckpt),
-                         threshold=threshold, training=training, accuracy=accuracy)
+                         threshold=threshold, support_shift=check_support_shift(opts.support_shift),
+                         training=training, accuracy=accuracy)
 
 
-def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str) -> tuple[float | None, dict[str, Any]]:
+def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str,
+               support: np.ndarray | None) -> tuple[float | None, dict[str, Any]]:
     if opts.threshold is None:
         return None, {"method": "none", "reason": "--threshold none"}
     if opts.threshold != "auto":
@@ -109,7 +124,8 @@ def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str)
         return value, {"method": "user"}
     if val.synthetic:
         return None, {"method": "none", "reason": "no real validation data (synthetic images)"}
-    return choose_threshold(emb, val.targets, metric, seed=opts.seed)
+    threshold, how = choose_threshold(emb, val.targets, metric, seed=opts.seed, support_emb=support)
+    return threshold, {**how, "support_shift": opts.support_shift}
 
 
 def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, val: ImageSet,
@@ -131,7 +147,8 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
                       "throughput_batch64": {"fp32": fp32_tp, "int8": int8_tp, "ratio": int8_tp / fp32_tp, "threads": 1}}
     say(f"int8: accuracy change {acc['change_points']:+.2f} points, throughput x{int8_tp / fp32_tp:.2f} at batch 64")
     q = onnx.load_from_string(q_bytes)
-    set_metadata(q, _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8"))
+    set_metadata(q, _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8",
+                              support=_support(q_bytes, val, ckpt, opts)))
     check_onnx(q)
     return q, emb
 

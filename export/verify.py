@@ -14,7 +14,7 @@ import numpy as np
 
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, evaluate
-from edgemeta.runtime.preprocess import PreprocessSpec, normalize
+from edgemeta.runtime.preprocess import PreprocessSpec, normalize, shifted_views
 
 from .checkpoint import ExportError
 
@@ -66,6 +66,16 @@ def embed_onnx(sess, images: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     name = sess.get_inputs()[0].name
     parts = [sess.run(None, {name: normalize(images[i:i + BATCH], spec)})[0] for i in range(0, len(images), BATCH)]
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def embed_onnx_support(sess, images: np.ndarray, spec: PreprocessSpec, shift: int) -> np.ndarray:
+    """Prepared uint8 [M, H, W, C] -> float32 [M, D] as the runtime embeds images it enrolls: the
+    mean over each image's shifted views (``EmbeddingModel.embed_prepared_support``)."""
+    if shift == 0:
+        return embed_onnx(sess, images, spec)
+    views = shifted_views(images, shift)                                    # [V, M, H, W, C]
+    emb = embed_onnx(sess, views.reshape(-1, *views.shape[2:]), spec)      # [V * M, D]
+    return emb.reshape(views.shape[0], len(images), -1).mean(axis=0)
 
 
 def embed_torch(model, images: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import EdgemetaError, StoreError
 from .model import EmbeddingModel
+from .preprocess import check_support_shift
 from .store import StoreContents, read_store, write_store
 
 MAX_LABEL_LENGTH = 256
@@ -63,9 +64,11 @@ def check_label(label: Any) -> str:
 class FewShotClassifier:
     """Learns classes from a few examples each; classifies by nearest prototype."""
 
-    def __init__(self, model: EmbeddingModel, threshold: float | None = None) -> None:
+    def __init__(self, model: EmbeddingModel, threshold: float | None = None,
+                 support_shift: int | None = None) -> None:
         self.model = model
         self.threshold = threshold
+        self.support_shift = check_support_shift(model.meta.support_shift if support_shift is None else support_shift)
         self._cosine = model.meta.metric == "cosine"
         self._lock = threading.RLock()
         dim = model.embedding_dim
@@ -91,8 +94,15 @@ class FewShotClassifier:
         return len(self._order)
 
     def embed(self, images: Any) -> np.ndarray:
-        """float32 [N, D] embeddings as the classifier compares them (unit length for cosine)."""
-        emb = self.model.embed(images)
+        """float32 [N, D] query embeddings as the classifier compares them (unit length for cosine)."""
+        return self._unit(self.model.embed(images))
+
+    def embed_support(self, images: Any) -> np.ndarray:
+        """float32 [N, D] embeddings of images to enroll: the mean over their shifted views when
+        ``support_shift`` > 0 (see ``EmbeddingModel.embed_support``), unit length for cosine."""
+        return self._unit(self.model.embed_support(images, self.support_shift))
+
+    def _unit(self, emb: np.ndarray) -> np.ndarray:
         if self._cosine:
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb
@@ -100,7 +110,7 @@ class FewShotClassifier:
     def enroll(self, label: str, images: Any) -> int:
         """Add the images as examples of ``label``; returns the class's number of shots."""
         label = check_label(label)
-        emb = self.embed(images).astype(np.float64)
+        emb = self.embed_support(images).astype(np.float64)
         if not np.all(np.isfinite(emb)):
             raise EdgemetaError("the model produced non-finite embeddings for these images")
         return self.add_embeddings(label, emb.sum(axis=0), emb.shape[0])

@@ -171,21 +171,35 @@ def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: P
     return out
 
 
+def embed_all_support(model: Any, images: np.ndarray, shift: int, batch_size: int = 512,
+                      progress: Progress | None = None) -> np.ndarray:
+    """uint8 [M, H, W, C] -> float32 [M, D] as support (enrolled) images are embedded: the mean over
+    each image's shifted views (``model.embed_prepared_support``)."""
+    out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        out[start:start + len(batch)] = model.embed_prepared_support(batch, shift, batch_size)
+        if progress is not None:
+            progress(len(batch))
+    return out
+
+
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norm, 1e-12)
 
 
-def score_block(emb: np.ndarray, ep: Episodes) -> tuple[np.ndarray, np.ndarray]:
+def score_block(emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-prototype decisions for a block of episodes.
 
-    emb: float32 [M, D] (already L2-normalized for ``cosine``).
+    emb: float32 [M, D] (already L2-normalized for ``cosine``); support_emb: float32 [M, D], the
+    same images embedded as support (``EmbeddingModel.embed_prepared_support``), default ``emb``.
     Returns ``correct`` bool [E, (N+U) * Q] (always False for unknown queries) and ``min_dist``
     float32 [E, (N+U) * Q], the squared distance to the nearest prototype; queries are ordered
     class-major, known classes first.
     """
     e, n, _ = ep.support.shape
-    protos = emb[ep.support].mean(axis=2)                                # [E, N, D]
+    protos = (emb if support_emb is None else support_emb)[ep.support].mean(axis=2)                                # [E, N, D]
     queries = emb[ep.query.reshape(e, -1)]                               # [E, T, D]
     dist = (np.einsum("etd,etd->et", queries, queries)[:, :, None]
             + np.einsum("end,end->en", protos, protos)[:, None, :]
@@ -215,8 +229,9 @@ def _mean_ci(per_episode: np.ndarray) -> tuple[float, float]:
 
 def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: int, seed: int = 0, *,
              groups: Sequence[str] | None = None, metric: str = "sqeuclidean", threshold: float | None = None,
-             progress: Progress | None = None) -> EvalResult:
-    """Run ``episodes`` episodes on embeddings ``emb`` (float32 [M, D]) labelled by ``targets`` (int64 [M])."""
+             progress: Progress | None = None, support_emb: np.ndarray | None = None) -> EvalResult:
+    """Run ``episodes`` episodes on embeddings ``emb`` (float32 [M, D]) labelled by ``targets`` (int64 [M]);
+    prototypes from ``support_emb`` (float32 [M, D], the images embedded as support) when given."""
     if episodes < 1:
         raise DataError(f"--episodes must be at least 1, got {episodes}")
     if len(emb) != len(targets):
@@ -224,11 +239,15 @@ def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: 
     sampler = EpisodeSampler(targets, spec, groups)
     rng = np.random.default_rng(seed)
     emb = _l2_normalize(emb) if metric == "cosine" else np.asarray(emb, dtype=np.float32)
+    if support_emb is not None:
+        if support_emb.shape != emb.shape:
+            raise ValueError(f"support embeddings {support_emb.shape} do not match {emb.shape}")
+        support_emb = _l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
     known_n = spec.way * spec.query
     acc, correct_all, dist_all = [], [], []
     for start in range(0, episodes, BLOCK_EPISODES):
         block = min(BLOCK_EPISODES, episodes - start)
-        correct, min_dist = score_block(emb, sampler.sample(rng, block))
+        correct, min_dist = score_block(emb, sampler.sample(rng, block), support_emb)
         acc.append(correct[:, :known_n].mean(axis=1))
         correct_all.append(correct)
         dist_all.append(min_dist)

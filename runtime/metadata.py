@@ -8,6 +8,8 @@ Stored in the model's ``metadata_props`` under the key ``edgemeta`` as one JSON 
       "embedding_dim": 64,
       "metric": "sqeuclidean" | "cosine",
       "threshold": null | float,        # squared distance above which a query is unknown
+      "support_shift": 0..3,            # enrolled images are embedded as the mean over their
+                                        # shifts by up to this many pixels (0: as they are)
       "preprocess": {PreprocessSpec.to_dict()},
       "training": {...},                # data, split, episodes, backbone, ... (free form)
       "accuracy": {...}                 # measured figures, free form
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ModelError
-from .preprocess import PreprocessSpec
+from .preprocess import PreprocessSpec, check_support_shift
 
 METADATA_KEY = "edgemeta"
 FORMAT_VERSION = 1
@@ -36,6 +38,7 @@ class ModelMetadata:
     embedding_dim: int
     metric: str = "sqeuclidean"
     threshold: float | None = None
+    support_shift: int = 0
     input_name: str = "images"
     output_name: str = "embeddings"
     training: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +53,7 @@ class ModelMetadata:
             "embedding_dim": self.embedding_dim,
             "metric": self.metric,
             "threshold": self.threshold,
+            "support_shift": self.support_shift,
             "preprocess": self.preprocess.to_dict(),
             "training": self.training,
             "accuracy": self.accuracy,
@@ -88,6 +92,7 @@ class ModelMetadata:
                 embedding_dim=dim,
                 metric=str(d.get("metric", "sqeuclidean")),
                 threshold=threshold,
+                support_shift=check_support_shift(d.get("support_shift", 0)),
                 input_name=str(d.get("input_name", "images")),
                 output_name=str(d.get("output_name", "embeddings")),
                 training=dict(d.get("training") or {}),
@@ -103,3 +108,4 @@ class ModelMetadata:
         if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
             raise ModelError("threshold must be a positive finite number")
         return meta
+

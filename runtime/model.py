@@ -13,7 +13,7 @@ import onnxruntime as ort
 from .binding import PerThreadBindings, SingleImageBinding
 from .errors import ModelError
 from .metadata import METADATA_KEY, ModelMetadata
-from .preprocess import OneGrayImage, _normalize_with, normalize_constants, prepare_uint8
+from .preprocess import OneGrayImage, _normalize_with, normalize_constants, prepare_uint8, shifted_views
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_MODEL_NAME = "default.onnx"
@@ -188,6 +188,26 @@ class EmbeddingModel:
         if bound is not None:
             return bound.output.copy()
         return self.embed_prepared(self.prepare(images))
+
+    def embed_support(self, images: Any, shift: int | None = None) -> np.ndarray:
+        """Any accepted image form -> float32 [N, D]: each image embedded as the mean over its
+        ``shifted_views`` (``shift`` pixels, default the model's ``support_shift``), the way
+        enrolled (support) images are; queries go through ``embed``."""
+        return self.embed_prepared_support(self.prepare(images), shift)
+
+    def embed_prepared_support(self, batch: np.ndarray, shift: int | None = None,
+                               batch_size: int = 512) -> np.ndarray:
+        """uint8 [N, H, W, C] (from ``prepare``) -> float32 [N, D], as ``embed_support``."""
+        shift = self.meta.support_shift if shift is None else shift
+        if shift == 0:
+            return self.embed_prepared(batch)
+        out = np.zeros((len(batch), self.embedding_dim), dtype=np.float64)
+        step = max(1, batch_size // (2 * shift + 1) ** 2)
+        for start in range(0, len(batch), step):
+            views = shifted_views(batch[start:start + step], shift)        # [V, n, H, W, C]
+            emb = self.embed_prepared(views.reshape(-1, *views.shape[2:]))  # [V * n, D]
+            out[start:start + step] = emb.reshape(views.shape[0], -1, emb.shape[1]).mean(axis=0)
+        return out.astype(np.float32)
 
     def __repr__(self) -> str:
         return f"EmbeddingModel({str(self.path)!r}, provider={self.provider!r}, dim={self.embedding_dim})"

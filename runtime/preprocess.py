@@ -140,6 +140,33 @@ def prepare_uint8(images: Any, spec: PreprocessSpec) -> np.ndarray:
     return fix_polarity(batch, spec)
 
 
+MAX_SUPPORT_SHIFT = 3
+
+
+def check_support_shift(radius: Any) -> int:
+    """``radius`` if it is a valid support shift (an integer number of pixels), else ModelError."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius <= MAX_SUPPORT_SHIFT:
+        raise ModelError(f"support shift must be an integer 0..{MAX_SUPPORT_SHIFT} (pixels), got {radius!r}")
+    return int(radius)
+
+
+def shift_offsets(radius: int) -> list[tuple[int, int]]:
+    """The (dy, dx) pixel offsets of the support views: a (2r+1) x (2r+1) grid, (0, 0) first."""
+    grid = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    return sorted(grid, key=lambda o: o != (0, 0))
+
+
+def shifted_views(batch: np.ndarray, radius: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> uint8 [V, N, H, W, C]: each image moved by every offset of
+    ``shift_offsets(radius)`` (V of them, the unshifted image first). Pixels moved in from outside
+    repeat the edge, so the background stays background whatever the polarity."""
+    radius = check_support_shift(radius)
+    h, w = batch.shape[1:3]
+    padded = np.pad(batch, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
+    return np.stack([padded[:, radius - dy:radius - dy + h, radius - dx:radius - dx + w]
+                     for dy, dx in shift_offsets(radius)])
+
+
 def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 [N, H, W, C] -> float32 [N, C, H, W], ``(x / 255 - mean) / std``."""
     scale, offset = normalize_constants(spec)

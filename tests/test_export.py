@@ -100,6 +100,7 @@ def test_metadata(exported) -> None:
     assert meta.training["backbone"] == "conv4" and meta.training["precision"] == "fp32"
     assert meta.accuracy["best_val"]["accuracy"] == 0.5
     assert meta.threshold is None  # synthetic verification data: no threshold is invented
+    assert meta.support_shift == 1  # the default: enrolled images averaged over 1-pixel shifts
     assert meta.accuracy["rejection"]["method"] == "none"
     proto = onnx.load(out)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
@@ -134,7 +135,11 @@ def test_threshold_chosen_on_real_data(tmp_path) -> None:
     report = run_export(ckpt, ExportOptions(out=tmp_path / "m.onnx", data=str(tmp_path / "data"), exporter="legacy", episodes=20))
     how = report["threshold_method"]
     assert report["threshold"] > 0 and how["method"] == "quantile" and how["accept_genuine"] == 0.95
-    assert report["data"]["synthetic"] is False
+    assert report["data"]["synthetic"] is False and how["support_shift"] == 1
+    plain = run_export(ckpt, ExportOptions(out=tmp_path / "p.onnx", data=str(tmp_path / "data"), exporter="legacy",
+                                           episodes=20, support_shift=0))
+    # prototypes of shifted views lie elsewhere, so the threshold was chosen on what enroll makes
+    assert plain["threshold_method"]["support_shift"] == 0 and plain["threshold"] != report["threshold"]
 
 
 @pytest.mark.parametrize("kind", ["corrupted", "state_dict", "pickle", "text"])

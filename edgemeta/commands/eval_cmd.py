@@ -27,16 +27,20 @@ import click
 @click.option("--unknown", default=0, show_default=True, type=int,
               help="Open set: queries from this many extra classes that are not enrolled.")
 @click.option("--threshold", default=None, type=float, help="Rejection threshold (default: the model's).")
+@click.option("--support-shift", type=click.IntRange(0, 3), default=None,
+              help="Embed support images as the mean over their shifts by up to this many pixels, as "
+                   "enroll does (default: the model's support_shift; 0: as they are).")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads.")
 @click.option("--batch-size", default=512, show_default=True, type=int, help="Images per runtime call while embedding.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def eval_command(model_path: str | None, data: str, split: str | None, way: int, shot: int, query: int,
                  episodes: int, seed: int, within_alphabet: bool, rotations: bool | None, unknown: int,
-                 threshold: float | None, threads: int | None, batch_size: int, as_json: bool) -> None:
+                 threshold: float | None, support_shift: int | None, threads: int | None, batch_size: int,
+                 as_json: bool) -> None:
     """N-way K-shot episodes on DATA through the runtime: mean accuracy and 95% CI."""
     from edgemeta.runtime.datasets import load_source
     from edgemeta.runtime.errors import DataError
-    from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, embed_all, evaluate
+    from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, embed_all, embed_all_support, evaluate
     from edgemeta.runtime.model import EmbeddingModel
 
     if episodes < 1 or batch_size < 1:
@@ -51,11 +55,14 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
     fs = load_source(data, model.meta.preprocess, split=split, rotations=rotations)
     EpisodeSampler(fs.targets, spec, fs.class_groups)  # fail on impossible episodes before embedding
     threshold = threshold if threshold is not None else model.meta.threshold
-    with _progress(len(fs.targets), episodes) as bar:
+    shift = model.meta.support_shift if support_shift is None else support_shift
+    with _progress(len(fs.targets) * (2 if shift else 1), episodes) as bar:
         emb = embed_all(model, fs.images, batch_size, bar.update)
+        support = embed_all_support(model, fs.images, shift, batch_size, bar.update) if shift else None
         result = evaluate(emb, fs.targets, spec, episodes, seed, groups=fs.class_groups,
-                          metric=model.meta.metric, threshold=threshold, progress=bar.update)
+                          metric=model.meta.metric, threshold=threshold, progress=bar.update, support_emb=support)
     report = result.to_dict()
+    report["support_shift"] = shift
     report.update(model=str(model.path), data=str(data), split=split, rotations=rotations,
                   images=int(len(fs.targets)), classes=int(fs.num_classes),
                   provider=model.provider, seconds=round(time.perf_counter() - started, 3))
@@ -91,7 +98,7 @@ def _format(r: dict[str, Any]) -> str:
         f"model    {r['model']}",
         f"data     {where}: {r['images']} images, {r['classes']} classes ({r['classes_available']} usable)",
         f"task     {r['way']}-way {r['shot']}-shot{mode}, {r['query']} queries per class, "
-        f"{r['episodes']} episodes, seed {r['seed']}",
+        f"{r['episodes']} episodes, seed {r['seed']}, support shift {r['support_shift']} px",
         f"accuracy {_pct(r['accuracy'])} +- {_pct(r['ci95'])} (95% CI)",
     ]
     if r["unknown"]:

@@ -41,9 +41,12 @@ def _log_to_stderr() -> None:
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto tries dynamo, then legacy.")
 @click.option("--episodes", type=click.IntRange(1), default=200, show_default=True, help="Verification episodes.")
+@click.option("--support-shift", type=click.IntRange(0, 3), default=1, show_default=True,
+              help="Recorded in the model: the runtime embeds each enrolled image as the mean over its shifts "
+                   "by up to this many pixels ((2N+1)^2 views; queries are embedded once). 0: as they are.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, split: str | None, threshold: str,
-           exporter: str, episodes: int, as_json: bool) -> None:
+           exporter: str, episodes: int, support_shift: int, as_json: bool) -> None:
     """Export a training run (its best.pt, else last.pt) or a checkpoint to a verified ONNX model."""
     try:
         from edgemeta.export.pipeline import ExportOptions, run_export
@@ -51,7 +54,8 @@ def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, spli
         raise click.ClickException(f"export needs the export extra (pip install 'edgemeta[export]'): {e}") from None
     _log_to_stderr()
     opts = ExportOptions(out=out, int8=int8, force=force, data=data, split=split,
-                         threshold=_threshold_option(threshold), exporter=exporter, episodes=episodes)
+                         threshold=_threshold_option(threshold), exporter=exporter, episodes=episodes,
+                         support_shift=support_shift)
     report = run_export(run, opts, say=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(report, default=str))

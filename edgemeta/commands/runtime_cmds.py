@@ -187,7 +187,8 @@ def _model_info(path: Path) -> dict[str, Any]:
     m = model.meta
     return {"kind": "model", "path": str(path), "fingerprint": model.fingerprint, "bytes": path.stat().st_size,
             "provider": model.provider, "embedding_dim": m.embedding_dim, "metric": m.metric,
-            "threshold": m.threshold, "format_version": m.format_version, "preprocess": m.preprocess.to_dict(),
+            "threshold": m.threshold, "support_shift": m.support_shift, "format_version": m.format_version,
+            "preprocess": m.preprocess.to_dict(),
             "training": m.training, "accuracy": m.accuracy}
 
 
