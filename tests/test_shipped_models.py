@@ -31,12 +31,12 @@ def _eval(model: Path, data: Path, *args: str) -> dict:
 
 def test_default_model_on_unseen_evaluation_alphabets(data_dir):
     result = _eval(MODELS / "default.onnx", data_dir / "omniglot", "--split", "evaluation", "--way", "20", "--shot", "1")
-    assert result["accuracy"] >= 0.91
+    assert result["accuracy"] >= 0.93
 
 
 def test_default_model_on_mnist(data_dir):
     result = _eval(MODELS / "default.onnx", data_dir / "mnist", "--way", "10", "--shot", "5")
-    assert result["accuracy"] >= 0.90
+    assert result["accuracy"] >= 0.88
 
 
 def test_vinyals_model_on_the_published_protocol(data_dir):
