@@ -90,6 +90,8 @@ def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
 
     while True:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a store is as readable as a file open() makes
+            os.fchmod(fd, 0o644)
         if fcntl is None:
             return fd, tmp
         fcntl.flock(fd, fcntl.LOCK_EX)

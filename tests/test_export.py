@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ def test_runtime_loads_export_and_matches_torch(exported) -> None:
     assert report["parity"]["max_abs_diff"] <= 1e-4
     assert report["parity"]["decision_agreement"] == 1.0
     assert report["exporter"] in ("dynamo", "legacy") and report["opset"] >= 17
+    if os.name == "posix":
+        assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])

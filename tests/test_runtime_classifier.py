@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -73,6 +74,8 @@ def test_save_load_round_trip_identical(clf, model, tmp_path):
     q = np.concatenate([class_batch(k, 2, seed=9) for k in range(4)])
     assert again.labels == clf.labels and again.counts() == clf.counts()
     assert again.predict(q, top_k=4) == clf.predict(q, top_k=4)
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o644  # readable like any saved file, not mkstemp's 0600
 
 
 def test_store_of_another_model_refused(clf, tmp_path):
