@@ -54,12 +54,13 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
     proto, exporter = export_network(model, spec, opts.exporter)
     say(f"exported with the {exporter} exporter")
     reference = embed_torch(model, val.images, spec)
-    emb = embed_onnx(session(proto.SerializeToString()), val.images, spec)
+    fp32_session = session(proto.SerializeToString())
+    emb = embed_onnx(fp32_session, val.images, spec)
     report: dict[str, Any] = {"checkpoint": str(ckpt.path), "exporter": exporter, "opset": _opset(proto),
                               "data": val.describe(), "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed)}
     say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
     report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)
-    meta = _metadata(ckpt, emb, val, opts, report, exporter, support=_support(proto.SerializeToString(), val, ckpt, opts))
+    meta = _metadata(ckpt, emb, val, opts, report, exporter, support=_support(fp32_session, val, ckpt, opts))
     set_metadata(proto, meta)
     check_onnx(proto)
     final, reference_final = proto, emb
@@ -88,12 +89,12 @@ def _load(ckpt: Checkpoint, opts: ExportOptions, validation: bool) -> ImageSet:
     return load_images(source, split, ckpt.preprocess, explicit=opts.data is not None, seed=opts.seed)
 
 
-def _support(model_bytes: bytes, val: ImageSet, ckpt: Checkpoint, opts: ExportOptions) -> np.ndarray | None:
+def _support(sess, val: ImageSet, ckpt: Checkpoint, opts: ExportOptions) -> np.ndarray | None:
     """The validation images embedded as the runtime enrolls them (float32 [M, D]), when the
     threshold is to be chosen on them; None otherwise."""
     if opts.threshold != "auto" or val.synthetic:
         return None
-    return embed_onnx_support(session(model_bytes), val.images, ckpt.preprocess, check_support_shift(opts.support_shift))
+    return embed_onnx_support(sess, val.images, ckpt.preprocess, check_support_shift(opts.support_shift))
 
 
 def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOptions,
@@ -138,7 +139,8 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
     calib = _load(ckpt, opts, validation=False)
     fp32_bytes = proto.SerializeToString()
     q_bytes = quantize_int8(fp32_bytes, calibration_subset(calib.images, seed=opts.seed), ckpt.preprocess)
-    emb = embed_onnx(session(q_bytes), val.images, ckpt.preprocess)
+    q_session = session(q_bytes)
+    emb = embed_onnx(q_session, val.images, ckpt.preprocess)
     parity = compare(reference, emb, val.targets, _metric(ckpt), INT8, opts.episodes, opts.seed)
     acc = accuracy_change(report["accuracy"], few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed), opts.force)
     speed = throughput({"fp32": fp32_bytes, "int8": q_bytes}, ckpt.preprocess, batch=64, threads=1)
@@ -148,7 +150,7 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
     say(f"int8: accuracy change {acc['change_points']:+.2f} points, throughput x{int8_tp / fp32_tp:.2f} at batch 64")
     q = onnx.load_from_string(q_bytes)
     set_metadata(q, _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8",
-                              support=_support(q_bytes, val, ckpt, opts)))
+                              support=_support(q_session, val, ckpt, opts)))
     check_onnx(q)
     return q, emb
 

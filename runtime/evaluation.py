@@ -160,12 +160,15 @@ def _check_spec(spec: EpisodeSpec) -> None:
         raise DataError(f"--unknown must be 0 or more, got {spec.unknown}")
 
 
-def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: Progress | None = None) -> np.ndarray:
-    """uint8 [M, H, W, C] (already prepared) -> float32 [M, D] through ``model.embed_prepared``."""
+def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: Progress | None = None,
+              support_shift: int = 0) -> np.ndarray:
+    """uint8 [M, H, W, C] (already prepared) -> float32 [M, D] through ``model.embed_prepared``, or
+    with ``support_shift`` > 0 as enrolled images are embedded (``model.embed_prepared_support``)."""
     out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        out[start:start + len(batch)] = model.embed_prepared(batch)
+        out[start:start + len(batch)] = (model.embed_prepared_support(batch, support_shift, batch_size)
+                                         if support_shift else model.embed_prepared(batch))
         if progress is not None:
             progress(len(batch))
     return out
@@ -173,15 +176,8 @@ def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: P
 
 def embed_all_support(model: Any, images: np.ndarray, shift: int, batch_size: int = 512,
                       progress: Progress | None = None) -> np.ndarray:
-    """uint8 [M, H, W, C] -> float32 [M, D] as support (enrolled) images are embedded: the mean over
-    each image's shifted views (``model.embed_prepared_support``)."""
-    out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        out[start:start + len(batch)] = model.embed_prepared_support(batch, shift, batch_size)
-        if progress is not None:
-            progress(len(batch))
-    return out
+    """``embed_all`` for support images: the mean over each image's shifted views."""
+    return embed_all(model, images, batch_size, progress, support_shift=shift)
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -199,7 +195,7 @@ def score_block(emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = 
     class-major, known classes first.
     """
     e, n, _ = ep.support.shape
-    protos = (emb if support_emb is None else support_emb)[ep.support].mean(axis=2)                                # [E, N, D]
+    protos = (emb if support_emb is None else support_emb)[ep.support].mean(axis=2)  # [E, N, D]
     queries = emb[ep.query.reshape(e, -1)]                               # [E, T, D]
     dist = (np.einsum("etd,etd->et", queries, queries)[:, :, None]
             + np.einsum("end,end->en", protos, protos)[:, None, :]

@@ -108,4 +108,3 @@ class ModelMetadata:
         if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
             raise ModelError("threshold must be a positive finite number")
         return meta
-

@@ -62,8 +62,7 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
         result = evaluate(emb, fs.targets, spec, episodes, seed, groups=fs.class_groups,
                           metric=model.meta.metric, threshold=threshold, progress=bar.update, support_emb=support)
     report = result.to_dict()
-    report["support_shift"] = shift
-    report.update(model=str(model.path), data=str(data), split=split, rotations=rotations,
+    report.update(model=str(model.path), data=str(data), split=split, rotations=rotations, support_shift=shift,
                   images=int(len(fs.targets)), classes=int(fs.num_classes),
                   provider=model.provider, seconds=round(time.perf_counter() - started, 3))
     if as_json:
