@@ -91,6 +91,30 @@ def test_cli_trains(toy, tmp_path):
     assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6
 
 
+
+def test_cli_resume_keeps_the_runs_own_data_and_episode_count(toy, tmp_path):
+    import torch
+
+    from edgemeta.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(toy), "--out", str(run), "--size", "16", "--episodes", "6", "--way", "3",
+            "--shot", "1", "--query", "2", "--val-every", "3", "--val-episodes", "10", "--test-way", "2",
+            "--no-progress", "--json"]
+    assert CliRunner().invoke(main, argv).exit_code == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt["episode"], ckpt["step"] = 3, 3  # as if killed halfway
+    torch.save(ckpt, run / "last.pt")
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6  # not the 40000 default
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--episodes", "9", "--no-progress", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["episodes"] == 9
+    for argv, message in ((["train", "--out", str(tmp_path / "none"), "--resume"], "no "),
+                          (["train", "--out", str(tmp_path / "none")], "Missing option '--data'")):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
 def test_init_warm_starts_from_another_run(toy, tmp_path):
     import torch
 

@@ -83,6 +83,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise DataError("--device cuda but no CUDA device is available")
     if cfg.precision == "auto":
         cfg.precision = "bf16" if cfg.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if cfg.episodes <= 0:
+        raise DataError("episodes must be positive (0 only means 'the saved count' when resuming a run)")
     if cfg.episodes_per_step <= 0:
         cfg.episodes_per_step = 8 if cfg.device == "cuda" else 1
     if cfg.channels_last is None:
@@ -145,8 +147,8 @@ def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: InputPipe, c
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training into ``cfg.out``; returns the summary written to ``summary.json``.
 
-    resume: continue from ``out/last.pt`` with its saved config (only ``episodes``, ``device``
-    and a nonzero ``episodes_per_step`` come from ``cfg``); without a ``last.pt`` it starts
+    resume: continue from ``out/last.pt`` with its saved config (only ``device``, a nonzero
+    ``episodes`` and a nonzero ``episodes_per_step`` come from ``cfg``); without a ``last.pt`` it starts
     afresh. Under torchrun (``WORLD_SIZE`` > 1) this process is one rank of a DDP job.
     """
     info = distributed.setup(_device_type(cfg.device))

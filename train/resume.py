@@ -22,11 +22,13 @@ def resume_checkpoint(out: Path, resume: bool, info: DistInfo) -> dict[str, Any]
 
 
 def saved_config(ckpt: dict[str, Any], cfg: Any) -> Any:
-    """The run's saved ``TrainConfig``; ``episodes``, ``device``, ``out`` and a nonzero
+    """The run's saved ``TrainConfig``; ``device``, ``out``, a nonzero ``episodes`` and a nonzero
     ``episodes_per_step`` come from ``cfg``."""
     names = {f.name for f in dataclasses.fields(cfg)}
     restored = type(cfg)(**{k: v for k, v in ckpt["config"].items() if k in names})
-    restored.episodes, restored.device, restored.out = cfg.episodes, cfg.device, cfg.out
+    restored.device, restored.out = cfg.device, cfg.out
+    if cfg.episodes > 0:  # extend (or shorten) the run; 0 keeps its own count
+        restored.episodes = cfg.episodes
     if cfg.episodes_per_step > 0:  # e.g. keep the global batch when the number of processes changes
         restored.episodes_per_step = cfg.episodes_per_step
     return restored

@@ -21,19 +21,19 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Omniglot npz folder/file, official folders or zips, MNIST IDX, or a class-per-folder tree.")
+@click.option("--data", "data", default=None, help="Omniglot npz folder/file, official folders or zips, MNIST IDX, or a class-per-folder tree (with --resume: the run's own).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, config.json, metrics.jsonl, curves.png).")
 @click.option("--split", default=None, help=f"Omniglot split: {' | '.join(SPLIT_CHOICES)} (default: background).")
 @click.option("--way", default=60, show_default=True, type=click.IntRange(2), help="Classes per training episode.")
 @click.option("--shot", default="1,5", show_default=True, callback=_shots, help="Support examples per class; a list cycles step by step.")
 @click.option("--query", default=5, show_default=True, type=click.IntRange(1), help="Query examples per class.")
-@click.option("--episodes", default=40000, show_default=True, type=click.IntRange(1), help="Training episodes in all.")
+@click.option("--episodes", default=None, type=click.IntRange(1), help="Training episodes in all  [default: 40000; with --resume: the run's own].")
 @click.option("--episodes-per-step", default=0, show_default=True, type=click.IntRange(0), help="Episodes batched into one optimizer step, per process under torchrun (0: 8 on CUDA, 1 on CPU).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto: bf16 autocast on CUDA, fp32 on the CPU.")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except --episodes, --device and a given --episodes-per-step).")
+@click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except a given --episodes, --device and a given --episodes-per-step).")
 @click.option("--init", "init", default=None, type=click.Path(exists=True), help="Start from the weights of this checkpoint or run folder (its best.pt); optimizer, schedule and episode count start afresh.")
 @click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
@@ -52,7 +52,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--time-limit", default=0.0, show_default=True, type=click.FloatRange(0), help="Seconds of training before a last validation and stop (0: none).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def train(data: str, out: str, split: str | None, way: int, shot: list[int], query: int, episodes: int,
+def train(data: str | None, out: str, split: str | None, way: int, shot: list[int], query: int, episodes: int | None,
           episodes_per_step: int, device: str, precision: str, compile_: bool, seed: int, resume: bool, init: str | None,
           backbone: str, size: int, metric: str, lr: float, lr_step: int, augment: str, rotations: bool,
           val_every: int, val_episodes: int, test_way: int, test_shot: int, patience: int, time_limit: float, lr_schedule: str, no_progress: bool,
@@ -60,14 +60,20 @@ def train(data: str, out: str, split: str | None, way: int, shot: list[int], que
     """Meta-train an embedding with the prototypical loss on N-way K-shot episodes."""
     if split is not None and split not in SPLIT_CHOICES:
         raise click.ClickException(f"unknown split {split!r}; one of {', '.join(SPLIT_CHOICES)}")
+    # Under torchrun only rank 0 needs last.pt: it sends the checkpoint to the others.
+    resuming = resume and (os.path.isfile(os.path.join(out, "last.pt")) or os.environ.get("RANK", "0") != "0")
+    if data is None and not resuming:
+        raise click.UsageError("Missing option '--data'." if not resume else
+                               f"--resume: no {os.path.join(out, 'last.pt')} to continue; give --data to start a new run")
     try:
         from edgemeta.train.loop import TrainConfig, train as run_training
     except ImportError as e:
         raise click.ClickException(f"training needs the train extra (pip install 'edgemeta[train]'): {e}") from None
-    if split is None and _omniglot(data):
+    if split is None and data is not None and _omniglot(data):
         split = "background"
-    cfg = TrainConfig(data=data, out=out, split=split, rotations=rotations, way=way, shot=shot, query=query,
-                      episodes=episodes, episodes_per_step=episodes_per_step, device=device, precision=precision,
+    # Resuming keeps the run's own data and episode count unless given: 0 means "the saved one".
+    cfg = TrainConfig(data=data or "", out=out, split=split, rotations=rotations, way=way, shot=shot, query=query,
+                      episodes=episodes or (0 if resuming else 40000), episodes_per_step=episodes_per_step, device=device, precision=precision,
                       compile=compile_, seed=seed, backbone=backbone, size=size, metric=metric, lr=lr,
                       lr_step=lr_step, augment=augment, val_every=val_every, val_episodes=val_episodes,
                       test_way=test_way, test_shot=test_shot, patience=patience,
