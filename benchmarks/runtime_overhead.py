@@ -2,8 +2,11 @@
 
 In one process, on one ONNX model: ``FewShotClassifier.predict`` on in-memory uint8 images
 (conversion, polarity, normalization, distances, softmax, top-1) against a bare
-``onnxruntime.InferenceSession.run`` on the same, already preprocessed, input. Blocks of calls
-of the two alternate so that machine noise hits both alike; medians are reported.
+``onnxruntime.InferenceSession.run`` on the same, already preprocessed, input, on the runtime's
+own session (``--separate-session``: on a second session of the same file; with more than one
+thread its worker threads then compete with the first session's and the difference swings by
+hundreds of microseconds either way). Blocks of calls of the two alternate so that machine noise
+hits both alike; medians are reported.
 
     python benchmarks/runtime_overhead.py [--model M.onnx] [--threads 2] [--json]
 """
@@ -48,17 +51,19 @@ def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, 
     return float(a), float(b), float(np.median(samples[:, 0] - samples[:, 1]))
 
 
-def measure(model_path: Path, threads: int, rounds: int, calls: int) -> dict:
+def measure(model_path: Path, threads: int, rounds: int, calls: int, separate_session: bool = False) -> dict:
     model = EmbeddingModel(model_path, threads=threads)
     clf = FewShotClassifier(model)
     h, w = model.meta.preprocess.size
     rng = np.random.default_rng(0)
     for k in range(5):
         clf.enroll(f"class{k}", rng.integers(0, 256, (5, h, w), dtype=np.uint8))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    bare = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    out = {"model": str(model_path), "threads": threads}
+    bare = model.session
+    if separate_session:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        bare = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    out = {"model": str(model_path), "threads": threads, "bare_session": "separate" if separate_session else "shared"}
     for batch in (1, 64):
         images = rng.integers(0, 256, (batch, h, w), dtype=np.uint8)
         x = model.prepare(images)
@@ -109,6 +114,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--separate-session", action="store_true",
+                    help="time the bare call on a second session of the same file, not the runtime's own")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +125,7 @@ def main() -> None:
         elif path is None:
             from conv4_onnx import conv4_onnx
             path = conv4_onnx(Path(tmp) / "conv4.onnx")
-        result = measure(path, args.threads, args.rounds, args.calls)
+        result = measure(path, args.threads, args.rounds, args.calls, args.separate_session)
     if args.json:
         print(json.dumps(result, indent=2))
         return

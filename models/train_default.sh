@@ -2,7 +2,7 @@
 # Reproduce models/default.onnx and models/default.int8.onnx: Conv-4, Omniglot background set only
 # (30 alphabets, 4 of them held out for validation; rotations as extra classes), so the 20
 # evaluation alphabets stay unseen. These are the exact commands that made the shipped files, on
-# the project's 2-core CPU (AMD EPYC, AVX2), in four stages, each from the previous one's best
+# the project's 2-core CPU (AMD EPYC, AVX2), in five stages, each from the previous one's best
 # weights (--init):
 #   1. 55 minutes from scratch, 30-way (stage 1 then ran with channels_last, the CPU default of the
 #      time: the same arithmetic as today's contiguous default);
@@ -11,7 +11,11 @@
 #      --episodes 2000 here);
 #   3. 60-way 1-shot episodes, affine augmentation only (no stroke dilation), learning rate 2e-4
 #      halved every 500 episodes, validated 20-way 1-shot (32 minutes, beside other work);
-#   4. the same at 1e-4 (22 minutes).
+#   4. the same at 1e-4 (22 minutes);
+#   5. 60-way, episodes alternating 1-shot and 5-shot again, affine only, 1e-4 halved every 500
+#      episodes (27 minutes; its checkpoint at episode 500 was resumed with --resume after a
+#      session ended). A sixth stage like it at 5e-5 (runs/lake_cpu7) gained 0.02-0.03 points on
+#      the held-out alphabets, inside the CI, and was not used.
 # In stages 1-2 the learning rate halves at every eighth of --time-limit, so a faster machine trains
 # more episodes in the same time (use --lr-schedule episodes to fix the count instead). The choice
 # between stages was made on the held-out alphabets only (python benchmarks/support_shift.py
@@ -23,6 +27,7 @@ RUN=${RUN:-runs/lake_cpu}
 RUN2=${RUN2:-runs/lake_cpu2}
 RUN3=${RUN3:-runs/lake_cpu4}
 RUN4=${RUN4:-runs/lake_cpu5}
+RUN5=${RUN5:-runs/lake_cpu6}
 edgemeta train --data "$DATA" --split background --out "$RUN" --device cpu \
     --way 30 --shot 1,5 --query 5 --episodes 100000000 --augment full --size 28 \
     --lr-schedule time --time-limit 3300 --val-every 1000 --val-episodes 300 --seed 0
@@ -35,7 +40,10 @@ edgemeta train --data "$DATA" --split background --out "$RUN3" --device cpu --in
 edgemeta train --data "$DATA" --split background --out "$RUN4" --device cpu --init "$RUN3" \
     --way 60 --shot 1 --query 5 --episodes 1500 --augment affine --size 28 --lr 1e-4 --lr-step 500 \
     --val-every 500 --val-episodes 300 --test-way 20 --seed 8
+edgemeta train --data "$DATA" --split background --out "$RUN5" --device cpu --init "$RUN4" \
+    --way 60 --shot 1,5 --query 5 --episodes 1500 --augment affine --size 28 --lr 1e-4 --lr-step 500 \
+    --val-every 500 --val-episodes 300 --test-way 20 --seed 9
 # Export records --support-shift 1 (the default): the runtime embeds each enrolled image as the
 # mean over its 1-pixel shifts, and the threshold is chosen that way.
-edgemeta export "$RUN4" --out models/default.onnx --data "$DATA"
-edgemeta export "$RUN4" --int8 --out models/default.int8.onnx --data "$DATA"
+edgemeta export "$RUN5" --out models/default.onnx --data "$DATA"
+edgemeta export "$RUN5" --int8 --out models/default.int8.onnx --data "$DATA"

@@ -7,7 +7,8 @@ and the ratios stay meaningful. Contenders work on in-memory images at the model
 - ``runtime``: ``FewShotClassifier.predict`` on uint8 [B, H, W, C] with 5 enrolled classes
   (preprocessing, the ONNX call, distances, top-1 predictions);
 - ``ort``: a bare ``onnxruntime.InferenceSession.run`` on the already normalized float32
-  [B, C, H, W] input (same model file, same thread settings);
+  [B, C, H, W] input, on the runtime's own session (same graph, same thread pool: a second
+  session's workers would compete with the first's for the cores);
 - ``torch``: torch eager forward on that float32 input (``--vs-torch``; torch imported inside).
 
 Cold start runs in fresh subprocesses: the Python API (import, load, enroll, first prediction)
@@ -17,7 +18,6 @@ and the ``edgemeta classify`` command on one PNG, end to end.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -83,21 +83,9 @@ def runtime_contender(model: Any, name: str = "runtime") -> Contender:
     return Contender(name, make)
 
 
-def ort_session(path: str | os.PathLike, threads: int | None) -> Any:
-    """A bare session configured as ``EmbeddingModel`` configures its own."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def ort_contender(model: Any, threads: int | None, name: str = "ort") -> Contender:
+def ort_contender(model: Any, name: str = "ort") -> Contender:
     """Bare ``session.run`` on the normalized float32 [B, C, H, W] of the same images."""
-    session = ort_session(model.path, threads)
+    session = model.session
     feed_name, out_name = model.meta.input_name, model.meta.output_name
 
     def make(batch: int) -> Call:
@@ -285,9 +273,9 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The whole benchmark as one JSON-ready dict; ``compare`` is a second ``EmbeddingModel``."""
     say = progress or (lambda _msg: None)
-    contenders = [runtime_contender(model), ort_contender(model, threads)]
+    contenders = [runtime_contender(model), ort_contender(model)]
     if compare is not None:
-        contenders += [runtime_contender(compare, "runtime[compare]"), ort_contender(compare, threads, "ort[compare]")]
+        contenders += [runtime_contender(compare, "runtime[compare]"), ort_contender(compare, "ort[compare]")]
     report: dict[str, Any] = {"model": describe(model, threads), "config": asdict(config)}
     if compare is not None:
         report["compare"] = describe(compare, threads)

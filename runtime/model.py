@@ -116,6 +116,11 @@ class EmbeddingModel:
         return self.meta.to_dict()
 
     @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session that runs the network (for benchmarks and advanced use)."""
+        return self._session
+
+    @property
     def provider(self) -> str:
         """The execution provider that runs the model, e.g. ``CPUExecutionProvider``."""
         return self._session.get_providers()[0]

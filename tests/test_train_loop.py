@@ -105,9 +105,14 @@ def test_cli_resume_keeps_the_runs_own_data_and_episode_count(toy, tmp_path):
     ckpt = load_checkpoint(run / "last.pt")
     ckpt["episode"], ckpt["step"] = 3, 3  # as if killed halfway
     torch.save(ckpt, run / "last.pt")
+    rows = "".join(json.dumps({"episode": e, "loss": 1.0, "train_acc": 0.5}) + "\n" for e in range(1, 6))
+    (run / "metrics.jsonl").write_text(rows + '{"episode": 6, "lo')  # killed mid-write
     result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--no-progress", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6  # not the 40000 default
+    # Rows after the checkpoint were redone, not repeated: the curves never fold back.
+    episodes = [json.loads(line)["episode"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert episodes == [1, 2, 3, 6], episodes
     result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--episodes", "9", "--no-progress", "--json"])
     assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["episodes"] == 9
     for argv, message in ((["train", "--out", str(tmp_path / "none"), "--resume"], "no "),

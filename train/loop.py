@@ -33,7 +33,7 @@ from .curves import plot_curves
 from .data import load_train_val
 from .distributed import DistInfo
 from .loss import episode_logits, per_episode_accuracy, prototypical_loss
-from .resume import restore, resume_checkpoint, saved_config, warm_start
+from .resume import restore, resume_checkpoint, saved_config, trim_metrics, warm_start
 from .sampler import EpisodeSampler, to_device_images
 
 
@@ -201,6 +201,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if ckpt is not None:
+            trim_metrics(out / "metrics.jsonl", state["episode"])
 
     def checkpoint_state() -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,28 @@ def resume_checkpoint(out: Path, resume: bool, info: DistInfo) -> dict[str, Any]
     if resume and info.is_main and (out / "last.pt").is_file():
         ckpt = load_checkpoint(out / "last.pt")
     return distributed.from_main(ckpt, info)
+
+
+def trim_metrics(path: Path, episode: int) -> None:
+    """Drop the rows of ``metrics.jsonl`` logged after ``episode`` (the checkpoint resumed from):
+    they describe steps that are about to be redone, and would fold the curves back on themselves.
+    A torn last line (the process killed mid-write) goes too."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.endswith("\n") and _row_episode(line) <= episode]
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
+def _row_episode(line: str) -> float:
+    """The row's episode; infinity for a line that is not a JSON row (dropped)."""
+    try:
+        return float(json.loads(line)["episode"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def saved_config(ckpt: dict[str, Any], cfg: Any) -> Any:
