@@ -115,10 +115,10 @@ def test_cli_resume_keeps_the_runs_own_data_and_episode_count(toy, tmp_path):
     assert episodes == [1, 2, 3, 6], episodes
     result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--episodes", "9", "--no-progress", "--json"])
     assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["episodes"] == 9
-    for argv, message in ((["train", "--out", str(tmp_path / "none"), "--resume"], "no "),
-                          (["train", "--out", str(tmp_path / "none")], "Missing option '--data'")):
+    for argv, code, message in ((["train", "--out", str(tmp_path / "none"), "--resume"], 1, "to continue; give --data"),
+                                (["train", "--out", str(tmp_path / "none")], 2, "Missing option '--data'")):
         result = CliRunner().invoke(main, argv)
-        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+        assert result.exit_code == code and message in result.output and "Traceback" not in result.output
 
 def test_init_warm_starts_from_another_run(toy, tmp_path):
     import torch

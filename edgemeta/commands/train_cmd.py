@@ -62,9 +62,10 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
         raise click.ClickException(f"unknown split {split!r}; one of {', '.join(SPLIT_CHOICES)}")
     # Under torchrun only rank 0 needs last.pt: it sends the checkpoint to the others.
     resuming = resume and (os.path.isfile(os.path.join(out, "last.pt")) or os.environ.get("RANK", "0") != "0")
+    if data is None and not resume:
+        raise click.UsageError("Missing option '--data'.")
     if data is None and not resuming:
-        raise click.UsageError("Missing option '--data'." if not resume else
-                               f"--resume: no {os.path.join(out, 'last.pt')} to continue; give --data to start a new run")
+        raise click.ClickException(f"--resume: no {os.path.join(out, 'last.pt')} to continue; give --data to start a new run")
     try:
         from edgemeta.train.loop import TrainConfig, train as run_training
     except ImportError as e:
