@@ -16,7 +16,8 @@
 #      episodes (27 minutes; its checkpoint at episode 500 was resumed with --resume after a
 #      session ended). A sixth stage like it at 5e-5 (runs/lake_cpu7) gained 0.02-0.03 points on
 #      the held-out alphabets, inside the CI, and one with stroke dilation back on (--augment full,
-#      5e-5, 1000 episodes, runs/lake_cpu8) lost 0.2-0.5 points there: neither was used.
+#      5e-5, 1000 episodes, runs/lake_cpu8) lost 0.2-0.5 points there, and one on 5-shot episodes
+#      only (5e-5, 1000 episodes, runs/lake_cpu9) matched stage 5 within 0.1: none was used.
 # In stages 1-2 the learning rate halves at every eighth of --time-limit, so a faster machine trains
 # more episodes in the same time (use --lr-schedule episodes to fix the count instead). The choice
 # between stages was made on the held-out alphabets only (python benchmarks/support_shift.py
