@@ -74,7 +74,7 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
         split = "background"
     # Resuming keeps the run's own data and episode count unless given: 0 means "the saved one".
     cfg = TrainConfig(data=data or "", out=out, split=split, rotations=rotations, way=way, shot=shot, query=query,
-                      episodes=episodes or (0 if resuming else 40000), episodes_per_step=episodes_per_step, device=device, precision=precision,
+                      episodes=episodes or (0 if resuming else TrainConfig.episodes), episodes_per_step=episodes_per_step, device=device, precision=precision,
                       compile=compile_, seed=seed, backbone=backbone, size=size, metric=metric, lr=lr,
                       lr_step=lr_step, augment=augment, val_every=val_every, val_episodes=val_episodes,
                       test_way=test_way, test_shot=test_shot, patience=patience,
