@@ -18,6 +18,7 @@
 #      the held-out alphabets, inside the CI, and one with stroke dilation back on (--augment full,
 #      5e-5, 1000 episodes, runs/lake_cpu8) lost 0.2-0.5 points there, and one on 5-shot episodes
 #      only (5e-5, 1000 episodes, runs/lake_cpu9) matched stage 5 within 0.1: none was used.
+#      Nor was a stage at --size 32 from stage 5 (2e-4, runs/lake_cpu10_s32): -0.1/-0.3/+0.1 there.
 # In stages 1-2 the learning rate halves at every eighth of --time-limit, so a faster machine trains
 # more episodes in the same time (use --lr-schedule episodes to fix the count instead). The choice
 # between stages was made on the held-out alphabets only (python benchmarks/support_shift.py

@@ -135,8 +135,13 @@ def test_init_warm_starts_from_another_run(toy, tmp_path):
     for name, value in first.items():
         if value.dtype.is_floating_point and "running" not in name:  # BN statistics move in train mode
             assert torch.allclose(value, second["model"][name], atol=1e-6), name
-    with pytest.raises(CheckpointError, match="its size is 16, this run's is 20"):
-        train(_cfg(toy, tmp_path / "third", size=20, init=str(tmp_path / "first")), progress=False)
+    # A higher input size keeps the weights (fine-tuning at a new resolution); another backbone does not.
+    train(_cfg(toy, tmp_path / "bigger", episodes=1, lr=1e-9, size=20, init=str(tmp_path / "first")), progress=False)
+    bigger = load_checkpoint(tmp_path / "bigger" / "last.pt")
+    assert bigger["config"]["size"] == 20
+    assert torch.allclose(first["encoder.0.0.weight"], bigger["model"]["encoder.0.0.weight"], atol=1e-6)
+    with pytest.raises(CheckpointError, match="its backbone is 'conv4', this run's is 'resnet12'"):
+        train(_cfg(toy, tmp_path / "third", backbone="resnet12", init=str(tmp_path / "first")), progress=False)
     result = CliRunner().invoke(main, ["train", "--data", str(toy), "--out", str(tmp_path / "x"),
                                        "--init", str(tmp_path / "missing")])
     assert result.exit_code != 0 and "does not exist" in result.output

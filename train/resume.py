@@ -77,10 +77,12 @@ def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim
 
 def warm_start(model: torch.nn.Module, cfg: Any) -> None:
     """Load the weights of ``cfg.init`` (a checkpoint, or a run folder's ``best.pt``) into ``model``.
-    Only the weights: the optimizer, schedule and episode count start afresh (fine-tuning)."""
+    Only the weights: the optimizer, schedule and episode count start afresh (fine-tuning). The
+    input size may differ (fine-tuning at a higher resolution): the backbones' weights do not
+    depend on it, and a network whose weights did would fail ``load_state_dict`` below."""
     ckpt = load_checkpoint(cfg.init)
     saved = ckpt["config"]
-    mine = {"backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs, "size": cfg.size}
+    mine = {"backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs}
     for key, value in mine.items():
         if saved.get(key) != value:
             raise CheckpointError(f"--init {cfg.init}: its {key} is {saved.get(key)!r}, this run's is {value!r}")
