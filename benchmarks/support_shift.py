@@ -25,12 +25,19 @@ TASKS = [(5, 1), (20, 1), (20, 5)]
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot")
 
 
-def validation_set(data: str, preprocess: Any) -> tuple[Any, list[str]]:
-    """The held-out background alphabets (no rotations) at the model's preprocessing, and their names."""
+def training_and_validation_sets(data: str, preprocess: Any) -> tuple[Any, Any, list[str]]:
+    """The default model's training classes (26 background alphabets, with rotations), the
+    held-out background alphabets (no rotations) at the model's preprocessing, and their names."""
     cfg = types.SimpleNamespace(data=data, split="background", rotations=True, val_groups=4, test_way=20,
                                 test_shot=1, test_query=15, way=5, shot=[1], query=5)
-    _, val, info = load_train_val(cfg, preprocess)
-    return val, info["val_held_out_groups"]
+    train, val, info = load_train_val(cfg, preprocess)
+    return train, val, info["val_held_out_groups"]
+
+
+def validation_set(data: str, preprocess: Any) -> tuple[Any, list[str]]:
+    """The held-out background alphabets (no rotations) at the model's preprocessing, and their names."""
+    _, val, groups = training_and_validation_sets(data, preprocess)
+    return val, groups
 
 
 def table_row(name: Any, queries: np.ndarray, support: np.ndarray, targets: np.ndarray, episodes: int) -> str:
