@@ -22,13 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.evaluation import embed_all, embed_all_support
+from edgemeta.runtime.evaluation import embed_all, embed_all_support, l2_normalize
 from support_shift import DEFAULT_DATA, table_header, table_row, training_and_validation_sets
-
-
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    """[M, D] -> [M, D], each row scaled to unit length."""
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def main() -> int:
@@ -51,8 +46,8 @@ def main() -> int:
     sample = np.random.default_rng(0).choice(len(train.images), min(8000, len(train.images)), replace=False)
     train_mean = embed_all(models[0], train.images[np.sort(sample)]).mean(axis=0)
     for label, center in (("L2-normalized", 0.0), ("centered on the training mean, L2-normalized", train_mean)):
-        print(table_row(f"{names[0]}, {label}", _l2_normalize(queries[0] - center),
-                        _l2_normalize(support[0] - center), val.targets, args.episodes), flush=True)
+        print(table_row(f"{names[0]}, {label}", l2_normalize(queries[0] - center),
+                        l2_normalize(support[0] - center), val.targets, args.episodes), flush=True)
     for n in range(2, len(models) + 1):
         print(table_row("ensemble " + " + ".join(names[:n]), np.concatenate(queries[:n], 1),
                         np.concatenate(support[:n], 1), val.targets, args.episodes), flush=True)

@@ -55,21 +55,18 @@ edgemeta train --data "$DATA" --split background --out "$RUN3" --device cpu --in
 edgemeta train --data "$DATA" --split background --out "$RUN4" --device cpu --init "$RUN3" \
     --way 60 --shot 1 --query 5 --episodes 1500 --augment affine --size 28 --lr 1e-4 --lr-step 500 \
     --val-every 500 --val-episodes 300 --test-way 20 --seed 8
-edgemeta train --data "$DATA" --split background --out "$RUN5" --device cpu --init "$RUN4" \
-    --way 60 --shot 1,5 --query 5 --episodes 1500 --augment affine --size 28 --lr 1e-4 --lr-step 500 \
-    --val-every 500 --val-episodes 300 --test-way 20 --seed 9
-edgemeta train --data "$DATA" --split background --out "$RUN6" --device cpu --init "$RUN5" \
-    --way 100 --shot 1,5 --query 5 --episodes 1000 --augment affine --size 28 --lr 1e-4 --lr-step 500 \
-    --val-every 500 --val-episodes 300 --test-way 20 --seed 14
-edgemeta train --data "$DATA" --split background --out "$RUN7" --device cpu --init "$RUN6" \
-    --way 150 --shot 1,5 --query 5 --episodes 600 --augment affine --size 28 --lr 1e-4 --lr-step 300 \
-    --val-every 300 --val-episodes 300 --test-way 20 --seed 15
-edgemeta train --data "$DATA" --split background --out "$RUN8" --device cpu --init "$RUN7" \
-    --way 200 --shot 1,5 --query 5 --episodes 500 --augment affine --size 28 --lr 1e-4 --lr-step 250 \
-    --val-every 250 --val-episodes 300 --test-way 20 --seed 16
-edgemeta train --data "$DATA" --split background --out "$RUN9" --device cpu --init "$RUN8" \
-    --way 300 --shot 1,5 --query 5 --episodes 400 --augment affine --size 28 --lr 1e-4 --lr-step 200 \
-    --val-every 200 --val-episodes 300 --test-way 20 --seed 17
+# Stages 5-9: episodes alternating 1-shot and 5-shot, affine augmentation only, Adam 1e-4 halved
+# (and validated) every STEP episodes.
+mixed_shot_stage() {  # OUT INIT WAY EPISODES STEP SEED
+    edgemeta train --data "$DATA" --split background --out "$1" --device cpu --init "$2" \
+        --way "$3" --shot 1,5 --query 5 --episodes "$4" --augment affine --size 28 --lr 1e-4 --lr-step "$5" \
+        --val-every "$5" --val-episodes 300 --test-way 20 --seed "$6"
+}
+mixed_shot_stage "$RUN5" "$RUN4" 60 1500 500 9
+mixed_shot_stage "$RUN6" "$RUN5" 100 1000 500 14
+mixed_shot_stage "$RUN7" "$RUN6" 150 600 300 15
+mixed_shot_stage "$RUN8" "$RUN7" 200 500 250 16
+mixed_shot_stage "$RUN9" "$RUN8" 300 400 200 17
 # Export records --support-shift 1 (the default): the runtime embeds each enrolled image as the
 # mean over its 1-pixel shifts, and the threshold is chosen that way.
 edgemeta export "$RUN9" --out models/default.onnx --data "$DATA"

@@ -55,8 +55,6 @@ class FewShotData:
         return np.bincount(self.targets, minlength=self.num_classes)
 
 
-# One Omniglot character before preprocessing: alphabet, character folder name, drawings.
-
 
 def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
                 rotations: bool | None = None) -> FewShotData:

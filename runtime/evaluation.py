@@ -180,7 +180,8 @@ def embed_all_support(model: Any, images: np.ndarray, shift: int, batch_size: in
     return embed_all(model, images, batch_size, progress, support_shift=shift)
 
 
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """[..., D] -> [..., D], each vector scaled to unit length."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norm, 1e-12)
 
@@ -234,11 +235,11 @@ def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: 
         raise ValueError(f"{len(emb)} embeddings for {len(targets)} targets")
     sampler = EpisodeSampler(targets, spec, groups)
     rng = np.random.default_rng(seed)
-    emb = _l2_normalize(emb) if metric == "cosine" else np.asarray(emb, dtype=np.float32)
+    emb = l2_normalize(emb) if metric == "cosine" else np.asarray(emb, dtype=np.float32)
     if support_emb is not None:
         if support_emb.shape != emb.shape:
             raise ValueError(f"support embeddings {support_emb.shape} do not match {emb.shape}")
-        support_emb = _l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
+        support_emb = l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
     known_n = spec.way * spec.query
     acc, correct_all, dist_all = [], [], []
     for start in range(0, episodes, BLOCK_EPISODES):

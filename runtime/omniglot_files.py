@@ -29,6 +29,7 @@ MAX_MEMBER_BYTES = 16 * 1024**2
 # What damaged or hostile files raise from zipfile/gzip/numpy/PIL; all become DataError.
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
                NotImplementedError, RuntimeError, MemoryError, tokenize.TokenError)
+# One Omniglot character before preprocessing: alphabet, character folder name, drawings.
 Char = tuple[str, str, np.ndarray]
 
 
