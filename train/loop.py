@@ -33,6 +33,7 @@ from .curves import plot_curves
 from .data import load_train_val
 from .distributed import DistInfo
 from .loss import episode_logits, per_episode_accuracy, prototypical_loss
+from .onnx_init import is_onnx_file, warm_start_from_onnx
 from .resume import restore, resume_checkpoint, saved_config, trim_metrics, warm_start
 from .sampler import EpisodeSampler, to_device_images
 
@@ -72,7 +73,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on CUDA only (no gain in full CPU training steps here)
     time_limit: float = 0.0  # seconds of training before a final validation and stop; 0: none
     target: float = 0.0  # stop once validation accuracy reaches this; 0: never
-    init: str = ""  # warm start: weights of this checkpoint (or run folder's best.pt); fresh optimizer and schedule
+    init: str = ""  # warm start: weights of this checkpoint, run folder (best.pt) or exported .onnx; fresh optimizer and schedule
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
@@ -196,6 +197,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
              "elapsed": 0.0}
     if ckpt is not None:
         state = restore(ckpt, model, optimizer, samplers, pipe, info)
+    elif cfg.init and is_onnx_file(cfg.init):
+        warm_start_from_onnx(model, cfg, spec.to_dict(), images, pipe)
     elif cfg.init:
         warm_start(model, cfg)
     if info.is_main:

@@ -34,7 +34,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except a given --episodes, --device and a given --episodes-per-step).")
-@click.option("--init", "init", default=None, type=click.Path(exists=True), help="Start from the weights of this checkpoint or run folder (its best.pt); optimizer, schedule and episode count start afresh; --size may differ.")
+@click.option("--init", "init", default=None, type=click.Path(exists=True), help="Start from the weights of this checkpoint, run folder (its best.pt) or exported edgemeta .onnx file (fp32; e.g. to fine-tune the shipped model); optimizer, schedule and episode count start afresh; --size may differ.")
 @click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
 @click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
