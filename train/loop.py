@@ -34,8 +34,10 @@ from .data import load_train_val
 from .distributed import DistInfo
 from .loss import episode_logits, per_episode_accuracy, prototypical_loss
 from .onnx_init import is_onnx_file, warm_start_from_onnx
+from .progress import log_row, progress_bar
 from .resume import restore, resume_checkpoint, saved_config, trim_metrics, warm_start
 from .sampler import EpisodeSampler, to_device_images
+from .schedule import clock, learning_rate, set_learning_rate
 
 
 @dataclass
@@ -215,7 +217,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
 
     # ---- the loop
     metrics = (out / "metrics.jsonl").open("a") if info.is_main else open(os.devnull, "w")
-    bar = _progress(cfg, state["episode"], progress and info.is_main)
+    bar = progress_bar(cfg.episodes, state["episode"], progress and info.is_main)
     sums = torch.zeros(2, device=device)
     steps_since_log, t0, stop = 0, time.perf_counter() - state["elapsed"], False
     model.train()
@@ -228,7 +230,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
             loss, acc = prototypical_loss(*episode_logits(emb, sampler.shot, cfg.metric))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        elapsed = _clock(t0, cfg, info)
+        elapsed = clock(t0, cfg, info)
         set_learning_rate(optimizer, learning_rate(cfg, state["episode"], elapsed))
         optimizer.step()
         sums += torch.stack([loss.detach().float(), acc.detach()])
@@ -240,7 +242,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
             loss_v, acc_v = (distributed.all_reduce_mean(sums, info) / steps_since_log).tolist()
             sums.zero_(), bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc_v:.3f}")
             steps_since_log = 0
-            _log(metrics, episode=state["episode"], loss=loss_v, train_acc=acc_v, lr=optimizer.param_groups[0]["lr"],
+            log_row(metrics, episode=state["episode"], loss=loss_v, train_acc=acc_v, lr=optimizer.param_groups[0]["lr"],
                  time=time.perf_counter() - t0)
         at_val = state["episode"] // cfg.val_every > (state["episode"] - step_episodes) // cfg.val_every
         out_of_time = cfg.time_limit > 0 and elapsed > cfg.time_limit
@@ -267,7 +269,7 @@ def _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoin
     improved = True
     if val_sampler is not None:
         acc, ci = evaluate(model, val_sampler, pipe, cfg, max(1, cfg.val_episodes // val_sampler.episodes))
-        _log(metrics, episode=state["episode"], val_acc=acc, val_ci95=ci, time=state["elapsed"],
+        log_row(metrics, episode=state["episode"], val_acc=acc, val_ci95=ci, time=state["elapsed"],
              val_task=f"{cfg.test_way}-way {cfg.test_shot}-shot")
         bar.write(f"episode {state['episode']}: val {cfg.test_way}-way {cfg.test_shot}-shot "
                   f"{100 * acc:.2f}% +- {100 * ci:.2f} ({state['elapsed']:.0f}s)", file=sys.stderr)
@@ -291,47 +293,3 @@ def _device_type(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda but no CUDA device is available")
     return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-
-
-def _clock(t0: float, cfg: TrainConfig, info: DistInfo) -> float:
-    """Seconds since the start; with a time limit one clock for all ranks (the slowest)."""
-    elapsed = time.perf_counter() - t0
-    return distributed.agree_max(elapsed, info) if cfg.time_limit > 0 else elapsed
-
-
-def learning_rate(cfg: TrainConfig, episode: int, elapsed: float) -> float:
-    """Step schedule: x lr_gamma every lr_step episodes, or (lr_schedule "time") at every eighth
-    of time_limit, so that a run bounded by time still completes its schedule."""
-    if cfg.lr_schedule == "time" and cfg.time_limit > 0:
-        halvings = int(8 * min(elapsed / cfg.time_limit, 1.0))
-    else:
-        halvings = episode // max(1, cfg.lr_step)
-    return cfg.lr * cfg.lr_gamma ** halvings
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _log(stream, **row) -> None:
-    stream.write(json.dumps(row) + "\n")
-    stream.flush()
-
-
-def _progress(cfg: TrainConfig, initial: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # a bar is a nicety; training must not depend on it
-        enabled = False
-    if not enabled:
-        return _NoBar()
-    return tqdm(total=cfg.episodes, initial=initial, unit="ep", file=sys.stderr, dynamic_ncols=True)
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kw) -> None: ...
-    def write(self, s: str, file=None) -> None:
-        print(s, file=sys.stderr)
-    def close(self) -> None: ...
