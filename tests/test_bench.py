@@ -123,3 +123,8 @@ def test_bench_vs_torch(tmp_path):
     report = json.loads(result.stdout)
     assert report["torch_max_abs_diff"] < 1e-4
     assert {"runtime_over_torch", "ort_over_torch"} <= set(report["ratios"])
+    # The fp32 file itself rebuilds the torch network (no checkpoint needed), the same weights.
+    result = CliRunner().invoke(main, ["bench", "--model", str(onnx_path), "--vs-torch", str(onnx_path),
+                                       *SMOKE, "--cold-runs", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["torch_max_abs_diff"] < 1e-4

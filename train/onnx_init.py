@@ -145,7 +145,8 @@ def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 256
 
 
 def check_agreement(model: nn.Module, path: str | Path, images: torch.Tensor, file_size: tuple[int, int]) -> None:
-    """The rebuilt network (eval mode) must compute what onnxruntime computes from the file."""
+    """The rebuilt network (eval mode) must compute what onnxruntime computes from the file
+    (images: float [N, C, H, W] model inputs, resized to the file's size when they differ)."""
     import onnxruntime as ort
 
     x = images[:64]
@@ -161,7 +162,7 @@ def check_agreement(model: nn.Module, path: str | Path, images: torch.Tensor, fi
     scale = max(float(np.abs(expected).max()), 1e-6)
     err = float(np.abs(got - expected).max()) / scale
     if not err <= AGREEMENT_TOLERANCE:
-        raise CheckpointError(f"--init {path}: the rebuilt network does not reproduce the file (relative error {err:.2g})")
+        raise CheckpointError(f"{path}: the rebuilt network does not reproduce the file (relative error {err:.2g})")
 
 
 def warm_start_from_onnx(model: nn.Module, cfg: Any, spec: dict[str, Any], train_images: torch.Tensor,
@@ -184,3 +185,21 @@ def warm_start_from_onnx(model: nn.Module, cfg: Any, spec: dict[str, Any], train
         check_agreement(model, cfg.init, images, tuple(meta["preprocess"]["size"]))
     finally:
         model.to(device)
+
+
+def network_from_onnx(path: str | Path) -> nn.Module:
+    """The torch network of an edgemeta fp32 ONNX file, in eval mode on the CPU (BatchNorms as
+    the identity plus the folded bias): e.g. to time torch eager against the runtime on the
+    very same weights. Checked against onnxruntime on random inputs."""
+    from .backbones import build_backbone
+
+    meta, convs = read_onnx(path)
+    training, pre = meta.get("training") or {}, meta.get("preprocess") or {}
+    try:
+        model = build_backbone(str(training.get("backbone")), int(pre["channels"]), **(training.get("backbone_kwargs") or {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its network ({e})") from None
+    load_folded(model, convs, path)
+    x = torch.rand(8, int(pre["channels"]), *(int(s) for s in pre["size"]), generator=torch.Generator().manual_seed(0))
+    check_agreement(model, path, x, tuple(pre["size"]))
+    return model.eval()

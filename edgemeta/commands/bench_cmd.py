@@ -18,7 +18,8 @@ import click
 @click.option("--compare", "compare_path", type=click.Path(dir_okay=False), default=None,
               help="A second model to measure in the same run (e.g. the int8 file).")
 @click.option("--vs-torch", "checkpoint", type=click.Path(), default=None,
-              help="Training checkpoint (or run folder) of the same network: time torch eager too (needs torch).")
+              help="Training checkpoint, run folder, or the fp32 .onnx file of the same network: time torch eager "
+                   "too (needs the train and export extras).")
 @click.option("--iterations", default=1000, show_default=True, type=int, help="Batch-1 calls per contender.")
 @click.option("--warmup", default=50, show_default=True, type=int, help="Untimed batch-1 calls first.")
 @click.option("--rounds", default=7, show_default=True, type=int,
@@ -62,13 +63,17 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def _torch_module(checkpoint: str) -> Any:
-    """The checkpoint's network as a torch module (imports torch: only for ``--vs-torch``)."""
+    """The network of a checkpoint, run folder or fp32 ONNX file as a torch module (imports
+    torch: only for ``--vs-torch``)."""
     from edgemeta.runtime.errors import EdgemetaError
 
     try:
         from edgemeta.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+        from edgemeta.train.onnx_init import is_onnx_file, network_from_onnx
     except ImportError as e:
         raise EdgemetaError(f"--vs-torch needs the train extra (pip install 'edgemeta[train]'): {e}") from None
+    if is_onnx_file(checkpoint):
+        return network_from_onnx(checkpoint)
     return build_model_from_checkpoint(load_checkpoint(checkpoint))
 
 
