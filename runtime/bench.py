@@ -38,7 +38,8 @@ ENROLLED_CLASSES = 5
 class BenchConfig:
     """iterations: batch-1 calls per contender after ``warmup``; throughput: ``rounds`` rounds of
     about ``round_seconds`` per contender and batch size (``throughput`` reports the best round,
-    ``throughput_median`` the median); ``cold_runs`` fresh processes per path."""
+    ``throughput_median`` the median); ``cold_runs`` fresh processes per path; ``query_views``:
+    the runtime contenders' ``FewShotClassifier(query_views=...)``."""
 
     iterations: int = 1000
     warmup: int = 50
@@ -46,6 +47,7 @@ class BenchConfig:
     rounds: int = 7
     round_seconds: float = 0.15
     cold_runs: int = 5
+    query_views: int = 1
 
 
 @dataclass
@@ -69,11 +71,11 @@ def random_images(model: Any, batch: int, seed: int = 0) -> np.ndarray:
     return np.where(rng.random(shape) < 0.15, rng.integers(128, 256, shape), 0).astype(np.uint8)
 
 
-def runtime_contender(model: Any, name: str = "runtime") -> Contender:
+def runtime_contender(model: Any, name: str = "runtime", query_views: int = 1) -> Contender:
     """``FewShotClassifier.predict`` with ``ENROLLED_CLASSES`` classes of 5 shots each."""
     from .classifier import FewShotClassifier
 
-    clf = FewShotClassifier(model)
+    clf = FewShotClassifier(model, query_views=query_views)
     for k in range(ENROLLED_CLASSES):
         clf.enroll(f"class{k}", random_images(model, 5, seed=100 + k))
 
@@ -273,9 +275,10 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The whole benchmark as one JSON-ready dict; ``compare`` is a second ``EmbeddingModel``."""
     say = progress or (lambda _msg: None)
-    contenders = [runtime_contender(model), ort_contender(model)]
+    views = config.query_views
+    contenders = [runtime_contender(model, query_views=views), ort_contender(model)]
     if compare is not None:
-        contenders += [runtime_contender(compare, "runtime[compare]"), ort_contender(compare, "ort[compare]")]
+        contenders += [runtime_contender(compare, "runtime[compare]", views), ort_contender(compare, "ort[compare]")]
     report: dict[str, Any] = {"model": describe(model, threads), "config": asdict(config)}
     if compare is not None:
         report["compare"] = describe(compare, threads)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import EdgemetaError, StoreError
 from .model import EmbeddingModel
-from .preprocess import check_support_shift
+from .preprocess import check_query_views, check_support_shift
 from .store import StoreContents, read_store, write_store
 
 MAX_LABEL_LENGTH = 256
@@ -65,10 +65,12 @@ class FewShotClassifier:
     """Learns classes from a few examples each; classifies by nearest prototype."""
 
     def __init__(self, model: EmbeddingModel, threshold: float | None = None,
-                 support_shift: int | None = None) -> None:
+                 support_shift: int | None = None, query_views: int = 1) -> None:
         self.model = model
         self.threshold = threshold
         self.support_shift = check_support_shift(model.meta.support_shift if support_shift is None else support_shift)
+        # Test-time augmentation of queries: 3 views cost 3 network evaluations per query.
+        self.query_views = check_query_views(query_views)
         self._cosine = model.meta.metric == "cosine"
         self._lock = threading.RLock()
         dim = model.embedding_dim
@@ -94,8 +96,9 @@ class FewShotClassifier:
         return len(self._order)
 
     def embed(self, images: Any) -> np.ndarray:
-        """float32 [N, D] query embeddings as the classifier compares them (unit length for cosine)."""
-        return self._unit(self.model.embed(images))
+        """float32 [N, D] query embeddings as the classifier compares them: the mean over
+        ``query_views`` shifted copies (see ``EmbeddingModel.embed_query``), unit length for cosine."""
+        return self._unit(self.model.embed_query(images, self.query_views))
 
     def embed_support(self, images: Any) -> np.ndarray:
         """float32 [N, D] embeddings of images to enroll: the mean over their shifted views when
@@ -208,7 +211,7 @@ class FewShotClassifier:
         """Per image, the ``top_k`` classes, best first: Prediction(label, score, distance)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise EdgemetaError(f"top_k must be a positive integer, got {top_k!r}")
-        if not self._cosine:
+        if not self._cosine and self.query_views == 1:
             one = self._predict_single_bound(images, top_k)
             if one is not None:
                 return [one]
@@ -282,8 +285,10 @@ class FewShotClassifier:
         write_store(path, contents)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None) -> "FewShotClassifier":
-        """Read a store made with ``model`` (a store of another model is refused)."""
+    def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None,
+             query_views: int = 1) -> "FewShotClassifier":
+        """Read a store made with ``model`` (a store of another model is refused); ``query_views``
+        as in the constructor (a query-time choice: stores hold prototypes only)."""
         contents = read_store(path)
         if contents.model_fingerprint != model.fingerprint:
             raise StoreError(
@@ -291,7 +296,7 @@ class FewShotClassifier:
                 f"not {model.path.name} ({model.fingerprint[:12]})")
         if contents.sums.shape[1] != model.embedding_dim:
             raise StoreError(f"store {path} holds {contents.sums.shape[1]}-d prototypes, the model makes {model.embedding_dim}-d")
-        clf = cls(model, threshold=threshold)
+        clf = cls(model, threshold=threshold, query_views=query_views)
         for label, total, count in zip(contents.labels, contents.sums, contents.counts):
             try:
                 check_label(label)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import DataError
+from .preprocess import QUERY_VIEW_OFFSETS, check_query_views
 
 BLOCK_EPISODES = 50
 Progress = Callable[[int], None]
@@ -169,6 +170,21 @@ def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: P
         batch = images[start:start + batch_size]
         out[start:start + len(batch)] = (model.embed_prepared_support(batch, support_shift, batch_size)
                                          if support_shift else model.embed_prepared(batch))
+        if progress is not None:
+            progress(len(batch))
+    return out
+
+
+def embed_all_queries(model: Any, images: np.ndarray, views: int, batch_size: int = 512,
+                      progress: Progress | None = None) -> np.ndarray:
+    """``embed_all`` for queries as ``FewShotClassifier(query_views=views)`` embeds them: the mean
+    over ``QUERY_VIEW_OFFSETS[views]`` shifted copies (views 1: as they are)."""
+    if check_query_views(views) == 1:
+        return embed_all(model, images, batch_size, progress)
+    out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        out[start:start + len(batch)] = model.embed_prepared_views(batch, QUERY_VIEW_OFFSETS[views], batch_size)
         if progress is not None:
             progress(len(batch))
     return out

@@ -13,7 +13,8 @@ import onnxruntime as ort
 from .binding import PerThreadBindings, SingleImageBinding
 from .errors import ModelError
 from .metadata import METADATA_KEY, ModelMetadata
-from .preprocess import OneGrayImage, _normalize_with, normalize_constants, prepare_uint8, shifted_views
+from .preprocess import (QUERY_VIEW_OFFSETS, OneGrayImage, _normalize_with, check_query_views, check_support_shift,
+                         normalize_constants, offset_views, prepare_uint8, shift_offsets)
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_MODEL_NAME = "default.onnx"
@@ -206,10 +207,23 @@ class EmbeddingModel:
         shift = self.meta.support_shift if shift is None else shift
         if shift == 0:
             return self.embed_prepared(batch)
+        return self.embed_prepared_views(batch, shift_offsets(check_support_shift(shift)), batch_size)
+
+    def embed_query(self, images: Any, views: int = 1) -> np.ndarray:
+        """Any accepted image form -> float32 [N, D]: each query embedded as the mean over
+        ``views`` shifted copies (``QUERY_VIEW_OFFSETS``; 1: as it is, the same as ``embed``)."""
+        if check_query_views(views) == 1:
+            return self.embed(images)
+        return self.embed_prepared_views(self.prepare(images), QUERY_VIEW_OFFSETS[views])
+
+    def embed_prepared_views(self, batch: np.ndarray, offsets: list[tuple[int, int]],
+                             batch_size: int = 512) -> np.ndarray:
+        """uint8 [N, H, W, C] -> float32 [N, D]: the mean embedding over ``offset_views`` of each
+        image (one network call per chunk, all views of the chunk's images together)."""
         out = np.zeros((len(batch), self.embedding_dim), dtype=np.float64)
-        step = max(1, batch_size // (2 * shift + 1) ** 2)
+        step = max(1, batch_size // len(offsets))
         for start in range(0, len(batch), step):
-            views = shifted_views(batch[start:start + step], shift)        # [V, n, H, W, C]
+            views = offset_views(batch[start:start + step], offsets)        # [V, n, H, W, C]
             emb = self.embed_prepared(views.reshape(-1, *views.shape[2:]))  # [V * n, D]
             out[start:start + step] = emb.reshape(views.shape[0], -1, emb.shape[1]).mean(axis=0)
         return out.astype(np.float32)

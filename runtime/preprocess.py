@@ -158,13 +158,36 @@ def shift_offsets(radius: int) -> list[tuple[int, int]]:
 
 def shifted_views(batch: np.ndarray, radius: int) -> np.ndarray:
     """uint8 [N, H, W, C] -> uint8 [V, N, H, W, C]: each image moved by every offset of
-    ``shift_offsets(radius)`` (V of them, the unshifted image first). Pixels moved in from outside
-    repeat the edge, so the background stays background whatever the polarity."""
-    radius = check_support_shift(radius)
+    ``shift_offsets(radius)`` (V of them, the unshifted image first)."""
+    return offset_views(batch, shift_offsets(check_support_shift(radius)))
+
+
+def offset_views(batch: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """uint8 [N, H, W, C] -> uint8 [V, N, H, W, C]: each image moved by each (dy, dx) of
+    ``offsets``. Pixels moved in from outside repeat the edge, so the background stays background
+    whatever the polarity."""
+    r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     h, w = batch.shape[1:3]
-    padded = np.pad(batch, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
-    return np.stack([padded[:, radius - dy:radius - dy + h, radius - dx:radius - dx + w]
-                     for dy, dx in shift_offsets(radius)])
+    padded = np.pad(batch, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+    return np.stack([padded[:, r - dy:r - dy + h, r - dx:r - dx + w] for dy, dx in offsets])
+
+
+# Query test-time augmentation: a query embedded as the mean over these 1-pixel shifts. Chosen on
+# the default model's validation alphabets: 3 views (one diagonal pair) gain about as much as all
+# 9 (benchmarks/validation_variants.py), at 3 network evaluations per query instead of 9.
+QUERY_VIEW_OFFSETS: dict[int, list[tuple[int, int]]] = {
+    1: [(0, 0)],
+    3: [(0, 0), (-1, 1), (1, -1)],
+    5: [(0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)],
+    9: shift_offsets(1),
+}
+
+
+def check_query_views(views: Any) -> int:
+    """``views`` if it is a supported number of query views (1, 3, 5 or 9), else ModelError."""
+    if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or int(views) not in QUERY_VIEW_OFFSETS:
+        raise ModelError(f"query views must be one of {sorted(QUERY_VIEW_OFFSETS)}, got {views!r}")
+    return int(views)
 
 
 def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -20,6 +20,8 @@ import click
 @click.option("--vs-torch", "checkpoint", type=click.Path(), default=None,
               help="Training checkpoint, run folder, or the fp32 .onnx file of the same network: time torch eager "
                    "too (needs the train and export extras).")
+@click.option("--query-views", type=click.Choice(["1", "3", "5", "9"]), default="1", show_default=True,
+              help="The runtime's predict with queries over this many shifted views (test-time augmentation).")
 @click.option("--iterations", default=1000, show_default=True, type=int, help="Batch-1 calls per contender.")
 @click.option("--warmup", default=50, show_default=True, type=int, help="Untimed batch-1 calls first.")
 @click.option("--rounds", default=7, show_default=True, type=int,
@@ -29,7 +31,7 @@ import click
 @click.option("--cold-runs", default=5, show_default=True, type=int, help="Fresh processes per cold-start path (0: skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def bench(model_path: str | None, threads: int | None, compare_path: str | None, checkpoint: str | None,
-          iterations: int, warmup: int, rounds: int, round_seconds: float, batches: str, cold_runs: int,
+          query_views: str, iterations: int, warmup: int, rounds: int, round_seconds: float, batches: str, cold_runs: int,
           as_json: bool) -> None:
     """Latency (p50/p90/p99 at batch 1), throughput, cold start, peak RSS and size of MODEL."""
     from edgemeta.runtime.bench import BenchConfig, run_bench
@@ -39,7 +41,7 @@ def bench(model_path: str | None, threads: int | None, compare_path: str | None,
     if min(iterations, rounds) < 1 or warmup < 0 or cold_runs < 0 or not round_seconds > 0:
         raise EdgemetaError("--iterations and --rounds must be at least 1, --round-seconds positive, "
                             "--warmup and --cold-runs 0 or more")
-    config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs)
+    config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs, int(query_views))
     model = EmbeddingModel(model_path, threads=threads) if model_path else EmbeddingModel.default(threads=threads)
     compare = EmbeddingModel(compare_path, threads=threads) if compare_path else None
     if compare is not None and compare.meta.preprocess != model.meta.preprocess:
@@ -85,7 +87,8 @@ def format_report(r: dict[str, Any]) -> str:
     """A readable table of a ``run_bench`` report."""
     m = r["model"]
     lines = [f"model {m['path']}: {m['size_bytes'] / 1024:.1f} KiB, input {m['input']}, "
-             f"{m['embedding_dim']}-d, {m['provider']}, threads {m['threads'] or 'default'}"]
+             f"{m['embedding_dim']}-d, {m['provider']}, threads {m['threads'] or 'default'}"
+             + (f", runtime queries over {r['config']['query_views']} views" if r["config"].get("query_views", 1) > 1 else "")]
     if "compare" in r:
         lines.append(f"compare {r['compare']['path']}: {r['compare']['size_bytes'] / 1024:.1f} KiB")
     batches = list(r["throughput"])

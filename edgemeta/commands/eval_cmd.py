@@ -30,17 +30,21 @@ import click
 @click.option("--support-shift", type=click.IntRange(0, 3), default=None,
               help="Embed support images as the mean over their shifts by up to this many pixels, as "
                    "enroll does (default: the model's support_shift; 0: as they are).")
+@click.option("--query-views", type=click.Choice(["1", "3", "5", "9"]), default="1", show_default=True,
+              help="Embed each query as the mean over this many 1-pixel shifts, as classify --query-views "
+                   "does (test-time augmentation: that many network evaluations per query).")
 @click.option("--threads", default=None, type=int, help="onnxruntime intra-op threads.")
 @click.option("--batch-size", default=512, show_default=True, type=int, help="Images per runtime call while embedding.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def eval_command(model_path: str | None, data: str, split: str | None, way: int, shot: int, query: int,
                  episodes: int, seed: int, within_alphabet: bool, rotations: bool | None, unknown: int,
-                 threshold: float | None, support_shift: int | None, threads: int | None, batch_size: int,
-                 as_json: bool) -> None:
+                 threshold: float | None, support_shift: int | None, query_views: str, threads: int | None,
+                 batch_size: int, as_json: bool) -> None:
     """N-way K-shot episodes on DATA through the runtime: mean accuracy and 95% CI."""
     from edgemeta.runtime.datasets import load_source
     from edgemeta.runtime.errors import DataError
-    from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, embed_all, embed_all_support, evaluate
+    from edgemeta.runtime.evaluation import (EpisodeSampler, EpisodeSpec, embed_all, embed_all_queries,
+                                             embed_all_support, evaluate)
     from edgemeta.runtime.model import EmbeddingModel
 
     if episodes < 1 or batch_size < 1:
@@ -56,14 +60,18 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
     EpisodeSampler(fs.targets, spec, fs.class_groups)  # fail on impossible episodes before embedding
     threshold = threshold if threshold is not None else model.meta.threshold
     shift = model.meta.support_shift if support_shift is None else support_shift
-    with _progress(len(fs.targets) * (2 if shift else 1), episodes) as bar:
-        emb = embed_all(model, fs.images, batch_size, bar.update)
-        support = embed_all_support(model, fs.images, shift, batch_size, bar.update) if shift else None
+    views = int(query_views)
+    with _progress(len(fs.targets) * (2 if shift or views > 1 else 1), episodes) as bar:
+        emb = embed_all_queries(model, fs.images, views, batch_size, bar.update)
+        support = None
+        if shift or views > 1:  # support images as enroll embeds them, not as the queries
+            support = (embed_all_support(model, fs.images, shift, batch_size, bar.update) if shift
+                       else embed_all(model, fs.images, batch_size, bar.update))
         result = evaluate(emb, fs.targets, spec, episodes, seed, groups=fs.class_groups,
                           metric=model.meta.metric, threshold=threshold, progress=bar.update, support_emb=support)
     report = result.to_dict()
     report.update(model=str(model.path), data=str(data), split=split, rotations=rotations, support_shift=shift,
-                  images=int(len(fs.targets)), classes=int(fs.num_classes),
+                  query_views=views, images=int(len(fs.targets)), classes=int(fs.num_classes),
                   provider=model.provider, seconds=round(time.perf_counter() - started, 3))
     if as_json:
         click.echo(json.dumps(report))
@@ -97,7 +105,7 @@ def _format(r: dict[str, Any]) -> str:
         f"model    {r['model']}",
         f"data     {where}: {r['images']} images, {r['classes']} classes ({r['classes_available']} usable)",
         f"task     {r['way']}-way {r['shot']}-shot{mode}, {r['query']} queries per class, "
-        f"{r['episodes']} episodes, seed {r['seed']}, support shift {r['support_shift']} px",
+        f"{r['episodes']} episodes, seed {r['seed']}, support shift {r['support_shift']} px, query views {r['query_views']}",
         f"accuracy {_pct(r['accuracy'])} +- {_pct(r['ci95'])} (95% CI)",
     ]
     if r["unknown"]:

@@ -16,6 +16,10 @@ store_option = click.option(
     "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
     help="Prototype store file (.npz).")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+query_views_option = click.option(
+    "--query-views", type=click.Choice(["1", "3", "5", "9"]), default="1", show_default=True,
+    help="Embed each image as the mean over this many 1-pixel shifts (test-time augmentation: more "
+         "accurate, that many network evaluations per image).")
 
 
 def load_model(model_path: Path | None, threads: int | None = None):
@@ -115,10 +119,11 @@ def enroll(model_path: Path | None, store_path: Path, folder: Path | None, threa
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates per image.")
 @click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Squared distance above which an image is 'unknown' (default: the model's).")
+@query_views_option
 @threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-def classify(model_path: Path | None, store_path: Path, top_k: int, threshold: float | None,
+def classify(model_path: Path | None, store_path: Path, top_k: int, threshold: float | None, query_views: str,
              threads: int | None, as_json: bool, images: tuple[Path, ...]) -> None:
     """Classify IMAGES against the classes in the store."""
     from edgemeta.runtime.classifier import FewShotClassifier
@@ -129,7 +134,7 @@ def classify(model_path: Path | None, store_path: Path, top_k: int, threshold: f
     if not store_path.exists():
         raise StoreError(f"store not found: {store_path} (enroll some classes first)")
     model = load_model(model_path, threads)
-    clf = FewShotClassifier.load(store_path, model)
+    clf = FewShotClassifier.load(store_path, model, query_views=int(query_views))
     if len(clf) == 0:
         raise StoreError(f"store {store_path} has no classes (enroll some first)")
     files = expand_images(images)
