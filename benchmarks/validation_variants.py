@@ -6,7 +6,7 @@ The classes are the 4 background alphabets every training run of the default mod
 
 - an ensemble of several ONNX files: their embeddings concatenated, so squared distances add up;
 - queries embedded as the mean over their 3x3 one-pixel shifts, like enrolled images (9 network
-  calls per query instead of 1);
+  calls per query instead of 1), and over the 3- and 5-view subsets of ``--query-views``;
 - embeddings L2-normalized, and centered on the mean embedding of 8,000 training images before
   L2 normalization (SimpleShot's CL2N), both for the first model.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.evaluation import embed_all, embed_all_support, l2_normalize
+from edgemeta.runtime.evaluation import embed_all, embed_all_queries, embed_all_support, l2_normalize
 from support_shift import DEFAULT_DATA, table_header, table_row, training_and_validation_sets
 
 
@@ -43,6 +43,9 @@ def main() -> int:
     names = [str(Path(p).parent.name if Path(p).name == "model.onnx" else Path(p).name) for p in args.model]
     print(table_row(names[0], queries[0], support[0], val.targets, args.episodes), flush=True)
     print(table_row(f"{names[0]}, queries over 9 shifts", support[0], support[0], val.targets, args.episodes), flush=True)
+    for views in (3, 5):
+        print(table_row(f"{names[0]}, --query-views {views}", embed_all_queries(models[0], val.images, views),
+                        support[0], val.targets, args.episodes), flush=True)
     sample = np.random.default_rng(0).choice(len(train.images), min(8000, len(train.images)), replace=False)
     train_mean = embed_all(models[0], train.images[np.sort(sample)]).mean(axis=0)
     for label, center in (("L2-normalized", 0.0), ("centered on the training mean, L2-normalized", train_mean)):
