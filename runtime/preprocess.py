@@ -167,9 +167,18 @@ def offset_views(batch: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarra
     ``offsets``. Pixels moved in from outside repeat the edge, so the background stays background
     whatever the polarity."""
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    h, w = batch.shape[1:3]
-    padded = np.pad(batch, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-    return np.stack([padded[:, r - dy:r - dy + h, r - dx:r - dx + w] for dy, dx in offsets])
+    n, h, w, c = batch.shape
+    # Edge padding by hand: np.pad costs about 50 µs per call, most of a one-image query's views.
+    padded = np.empty((n, h + 2 * r, w + 2 * r, c), dtype=batch.dtype)
+    padded[:, r:r + h, r:r + w] = batch
+    padded[:, :r, r:r + w] = batch[:, :1]
+    padded[:, r + h:, r:r + w] = batch[:, -1:]
+    padded[:, :, :r] = padded[:, :, r:r + 1]
+    padded[:, :, r + w:] = padded[:, :, r + w - 1:r + w]
+    out = np.empty((len(offsets), n, h, w, c), dtype=batch.dtype)
+    for i, (dy, dx) in enumerate(offsets):
+        out[i] = padded[:, r - dy:r - dy + h, r - dx:r - dx + w]
+    return out
 
 
 # Query test-time augmentation: a query embedded as the mean over these 1-pixel shifts. Chosen on

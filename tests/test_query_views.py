@@ -35,6 +35,16 @@ def test_view_sets_start_unshifted_and_lie_in_the_one_pixel_grid():
     assert np.array_equal(offset_views(batch, shift_offsets(1)), shifted_views(batch, 1))
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28, 1), (5, 7, 9, 3), (2, 6, 7, 1)])
+def test_views_repeat_the_edge_like_numpy_edge_padding(shape):
+    batch = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    for r in (1, 2, 3):
+        padded = np.pad(batch, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+        expected = np.stack([padded[:, r - dy:r - dy + shape[1], r - dx:r - dx + shape[2]]
+                             for dy, dx in shift_offsets(r)])
+        assert np.array_equal(offset_views(batch, shift_offsets(r)), expected)
+
+
 @pytest.mark.parametrize("views", [3, 5, 9])
 def test_embed_query_is_the_mean_over_its_views(model, views):
     images = class_batch(2, 4)
