@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from conftest import REPO, needs_torch
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel
 from edgemeta.runtime.bench import BenchConfig, Contender, cold_start, latency, ratios, throughput
-from tiny_models import class_batch, linear_model
+from tiny_models import linear_model, write_class_folders
 
 SMOKE = ["--iterations", "3", "--warmup", "1", "--rounds", "1", "--round-seconds", "0.001", "--batches", "2,4",
          "--cold-runs", "0"]
@@ -84,11 +82,7 @@ def test_cold_start_runs_fresh_processes(model_path):
 
 
 def test_bench_and_eval_never_import_torch_or_onnx(tmp_path, model_path):
-    data = tmp_path / "data"
-    for k in range(6):
-        (data / f"c{k}").mkdir(parents=True)
-        for i, img in enumerate(class_batch(k, 4)):
-            Image.fromarray(img).save(data / f"c{k}" / f"{i}.png")
+    data = write_class_folders(tmp_path / "data", 6, 4)
     script = f"""
 import sys
 from edgemeta.cli import main

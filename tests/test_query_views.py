@@ -13,7 +13,7 @@ from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError
 from edgemeta.runtime.evaluation import embed_all, embed_all_queries
 from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, offset_views, shift_offsets, shifted_views
-from tiny_models import SIZE, class_batch, linear_model, metadata
+from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
 
 
 @pytest.fixture
@@ -76,13 +76,7 @@ def test_classifier_predicts_on_query_views_and_enrolls_as_before(model):
 
 
 def test_cli_eval_classify_and_bench_take_query_views(model, tmp_path):
-    from PIL import Image
-
-    folder = tmp_path / "data"
-    for k in range(4):
-        (folder / f"c{k}").mkdir(parents=True)
-        for i, img in enumerate(class_batch(k, 5)):
-            Image.fromarray(img).save(folder / f"c{k}" / f"{i}.png")
+    folder = write_class_folders(tmp_path / "data", 4, 5)
     run = CliRunner().invoke
     args = ["eval", "--model", str(model.path), "--data", str(folder), "--way", "3", "--query", "2",
             "--episodes", "10", "--json"]

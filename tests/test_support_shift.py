@@ -14,7 +14,7 @@ from edgemeta.runtime.errors import ModelError
 from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 from edgemeta.runtime.metadata import ModelMetadata
 from edgemeta.runtime.preprocess import shift_offsets, shifted_views
-from tiny_models import SIZE, class_batch, linear_model, metadata
+from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
 
 
 def _model(tmp_path, shift: int) -> EmbeddingModel:
@@ -91,13 +91,7 @@ def test_evaluate_with_support_embeddings(tmp_path):
 
 
 def test_eval_cli_reports_and_overrides_the_shift(tmp_path):
-    folder = tmp_path / "data"
-    from PIL import Image
-
-    for k in range(4):
-        (folder / f"c{k}").mkdir(parents=True)
-        for i, img in enumerate(class_batch(k, 5)):
-            Image.fromarray(img).save(folder / f"c{k}" / f"{i}.png")
+    folder = write_class_folders(tmp_path / "data", 4, 5)
     model = linear_model(tmp_path / "m.onnx", meta=metadata(SIZE * SIZE, support_shift=1))
     args = ["eval", "--model", str(model), "--data", str(folder), "--way", "3", "--query", "2", "--episodes", "10", "--json"]
     default = json.loads(CliRunner().invoke(main, args).stdout)

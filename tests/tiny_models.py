@@ -63,3 +63,14 @@ def class_batch(k: int, n: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
     """uint8 [n, size, size]: n noisy drawings of class k."""
     rng = np.random.default_rng(seed + 1000 * k)
     return np.stack([class_image(k, rng, size) for _ in range(n)])
+
+
+def write_class_folders(root: Path, classes: int, per_class: int) -> Path:
+    """A class-per-folder tree in ``root``: ``c{k}/{i}.png``, ``class_batch(k, per_class)`` each."""
+    from PIL import Image
+
+    for k in range(classes):
+        (root / f"c{k}").mkdir(parents=True)
+        for i, img in enumerate(class_batch(k, per_class)):
+            Image.fromarray(img).save(root / f"c{k}" / f"{i}.png")
+    return root
