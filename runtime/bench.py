@@ -12,23 +12,18 @@ and the ratios stay meaningful. Contenders work on in-memory images at the model
 - ``torch``: torch eager forward on that float32 input (``--vs-torch``; torch imported inside).
 
 Cold start runs in fresh subprocesses: the Python API (import, load, enroll, first prediction)
-and the ``edgemeta classify`` command on one PNG, end to end.
+and the ``edgemeta classify`` command on one PNG, end to end (``bench_cold``).
 """
 
 from __future__ import annotations
 
-import json
-import resource
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .bench_cold import cold_start, peak_rss_mb  # noqa: F401 (peak_rss_mb: part of this module's API)
 
 Call = Callable[[], Any]
 ENROLLED_CLASSES = 5
@@ -122,7 +117,8 @@ def torch_contender(module: Any, model: Any, threads: int | None, name: str = "t
 
 
 def latency(contenders: list[Contender], config: BenchConfig, block: int = 50) -> dict[str, dict[str, float]]:
-    """Batch-1 latency in ms per contender: p50, p90, p99, mean.
+    """Batch-1 latency in ms per contender: p50, p90, p99, mean, and ``block_p50`` (the median of
+    each block, in order: adjacent blocks of two contenders ran within milliseconds of each other).
 
     Contenders alternate in blocks of ``block`` calls, not call by call: thread pools (onnxruntime's,
     torch's OpenMP) keep spinning briefly after a call and would steal the cores from whichever
@@ -142,8 +138,10 @@ def latency(contenders: list[Contender], config: BenchConfig, block: int = 50) -
                 call()
                 samples[i, j] = clock() - t0
     ms = samples * 1e3
+    starts = range(0, config.iterations, block)
     return {c.name: {"p50": float(np.percentile(ms[:, j], 50)), "p90": float(np.percentile(ms[:, j], 90)),
-                     "p99": float(np.percentile(ms[:, j], 99)), "mean": float(ms[:, j].mean())}
+                     "p99": float(np.percentile(ms[:, j], 99)), "mean": float(ms[:, j].mean()),
+                     "block_p50": [float(np.median(ms[s:s + block, j])) for s in starts]}
             for j, c in enumerate(contenders)}
 
 
@@ -172,95 +170,6 @@ def throughput(contenders: list[Contender], batch: int, config: BenchConfig) -> 
             rates[r, j] = per_round[j] * batch / (time.perf_counter() - t0)
     return {c.name: {"best": float(rates[:, j].max()), "median": float(np.median(rates[:, j]))}
             for j, c in enumerate(contenders)}
-
-
-_COLD_SCRIPT = """
-import time
-t0 = time.perf_counter()
-import edgemeta.runtime as rt
-t1 = time.perf_counter()
-model = rt.EmbeddingModel({path!r}, threads={threads!r})
-t2 = time.perf_counter()
-clf = rt.FewShotClassifier(model)
-clf.enroll("a", {image!r})
-clf.predict({image!r})
-t3 = time.perf_counter()
-import json, sys
-from edgemeta.runtime.bench import peak_rss_mb
-print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "first_prediction_s": t3 - t2,
-                  "in_process_s": t3 - t0, "rss_mb": peak_rss_mb(),
-                  "heavy_modules": sorted(m for m in ("torch", "onnx") if m in sys.modules)}}))
-"""
-
-
-def cold_start(model: Any, threads: int | None, runs: int) -> dict[str, Any]:
-    """Fresh processes to a first prediction: the Python API (with a breakdown) and ``edgemeta classify``.
-
-    Medians over ``runs`` processes, after one untimed run that warms the file cache.
-    """
-    from PIL import Image
-
-    from .classifier import FewShotClassifier
-
-    with tempfile.TemporaryDirectory(prefix="edgemeta-bench-") as tmp:
-        image = Path(tmp) / "query.png"
-        Image.fromarray(random_images(model, 1)[0, :, :, 0] if model.meta.preprocess.channels == 1
-                        else random_images(model, 1)[0]).save(image)
-        store = Path(tmp) / "store.npz"
-        clf = FewShotClassifier(model)
-        clf.enroll("a", str(image))
-        clf.save(store)
-        script = _COLD_SCRIPT.format(path=str(model.path), threads=threads, image=str(image))
-        api = [_timed_run([sys.executable, "-c", script]) for _ in range(runs + 1)][1:]
-        command = _edgemeta_command() + ["classify", "--model", str(model.path), "--store", str(store), str(image)]
-        cli = [_timed_run(command) for _ in range(runs + 1)][1:]
-        # The floor no runtime on this stack can go under: an interpreter importing its two dependencies.
-        floor = [_timed_run([sys.executable, "-c", "import numpy, onnxruntime"]) for _ in range(runs + 1)][1:]
-    inner = [json.loads(out.strip().splitlines()[-1]) for _, out in api]
-    result: dict[str, Any] = {"api_s": float(np.median([t for t, _ in api]))}
-    for key in ("import_s", "load_s", "first_prediction_s", "in_process_s", "rss_mb"):
-        result[key] = float(np.median([d[key] for d in inner]))
-    result["heavy_modules"] = inner[-1]["heavy_modules"]
-    result["classify_cli_s"] = float(np.median([t for t, _ in cli]))
-    result["classify_cli_min_s"] = float(min(t for t, _ in cli))
-    result["floor_s"] = float(np.median([t for t, _ in floor]))
-    result["classify_over_floor_s"] = result["classify_cli_s"] - result["floor_s"]
-    return result
-
-
-def _edgemeta_command() -> list[str]:
-    """The installed console script beside this interpreter, else ``python -m edgemeta``."""
-    script = Path(sys.executable).with_name("edgemeta")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("edgemeta")
-    return [found] if found else [sys.executable, "-m", "edgemeta"]
-
-
-def _timed_run(command: list[str]) -> tuple[float, str]:
-    """Wall seconds of one subprocess and its stdout; a failure raises with its stderr."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:2])}... failed: {proc.stderr.strip()[-500:]}")
-    return elapsed, proc.stdout
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set so far, in MiB.
-
-    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` of a child of a big process reports the
-    parent's size at fork time, not the child's own peak.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def describe(model: Any, threads: int | None) -> dict[str, Any]:
@@ -315,9 +224,15 @@ def torch_agreement(module: Any, model: Any) -> float:
 
 
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
-    """Speed ratios ``a_over_b`` (above 1: a is faster) from a ``run_bench`` report."""
+    """Speed ratios ``a_over_b`` (above 1: a is faster) from a ``run_bench`` report.
+
+    ``latency_p50``: the ratio of the two overall medians; ``latency_p50_paired``: the median over
+    blocks of the ratio of the two contenders' block medians. Other work on a shared machine comes
+    and goes over seconds and slows some contenders more than others (torch's OpenMP team waits
+    for its slowest thread); pairing blocks that ran milliseconds apart cancels most of it.
+    """
     lat, tp = report["latency_ms"], report["throughput"]
-    pairs = [("runtime", "ort"), ("runtime", "torch"), ("ort", "torch"),
+    pairs = [("runtime", "ort"), ("runtime", "torch"), ("ort", "torch"), ("runtime[compare]", "torch"),
              ("runtime[compare]", "runtime"), ("ort[compare]", "ort")]
     out: dict[str, Any] = {}
     for a, b in pairs:
@@ -325,4 +240,7 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
             name = f"{a}_over_{b}".replace("[compare]", "_compare")
             out[name] = {"latency_p50": lat[b]["p50"] / lat[a]["p50"],
                          "throughput": {k: v[a] / v[b] for k, v in tp.items()}}
+            if "block_p50" in lat[a] and "block_p50" in lat[b]:
+                paired = np.asarray(lat[b]["block_p50"]) / np.asarray(lat[a]["block_p50"])
+                out[name]["latency_p50_paired"] = float(np.median(paired))
     return out

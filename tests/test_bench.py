@@ -35,7 +35,8 @@ def test_latency_and_throughput_interleave_every_contender():
     config = BenchConfig(iterations=4, warmup=2, rounds=3, round_seconds=1e-12)
     lat = latency(contenders, config, block=3)
     assert log == [("a", 1)] * 2 + [("b", 1)] * 2 + [("a", 1)] * 3 + [("b", 1)] * 3 + [("a", 1), ("b", 1)]
-    assert set(lat) == {"a", "b"} and set(lat["a"]) == {"p50", "p90", "p99", "mean"}
+    assert set(lat) == {"a", "b"} and set(lat["a"]) == {"p50", "p90", "p99", "mean", "block_p50"}
+    assert len(lat["a"]["block_p50"]) == 2  # blocks of 3 and 1 calls
     log.clear()
     rates = throughput(contenders, 4, config)
     assert log == [("a", 4)] * 2 + [("b", 4)] * 2 + [("a", 4), ("b", 4)] * 3  # 2 warm-up calls, then 1 per round
@@ -49,6 +50,16 @@ def test_ratios_say_how_much_faster_the_first_is():
     assert r["runtime_over_ort"] == {"latency_p50": 0.5, "throughput": {"16": 0.9}}
     assert r["runtime_over_torch"]["latency_p50"] == 8.0 and r["runtime_over_torch"]["throughput"]["16"] == 9.0
     assert "runtime_compare_over_runtime" not in r
+    assert "latency_p50_paired" not in r["runtime_over_ort"]
+
+
+def test_paired_ratio_is_the_median_of_block_ratios():
+    # Block 2 ran while something else slowed torch down 3x and the runtime only 1.5x:
+    # the overall medians would credit the runtime with part of that slowdown, the pairs do not.
+    report = {"latency_ms": {"runtime": {"p50": 0.1, "block_p50": [0.1, 0.15, 0.1]},
+                             "torch": {"p50": 0.6, "block_p50": [0.5, 1.5, 0.4]}},
+              "throughput": {}}
+    assert ratios(report)["runtime_over_torch"]["latency_p50_paired"] == pytest.approx(5.0)
 
 
 def test_bench_smoke_json_with_compare(tmp_path, model_path):
