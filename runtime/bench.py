@@ -196,6 +196,7 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
         report["torch_max_abs_diff"] = torch_agreement(torch_module, model)
     say(f"latency at batch 1 ({config.iterations} calls per contender)")
     report["latency_ms"] = latency(contenders, config)
+    report["slow_blocks"] = {name: slow_blocks(lat["block_p50"]) for name, lat in report["latency_ms"].items()}
     report["throughput"], report["throughput_median"] = {}, {}
     for b in config.batches:
         say(f"throughput at batch {b}")
@@ -211,6 +212,19 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
     report["bench_peak_rss_mb"] = peak_rss_mb()
     report["ratios"] = ratios(report)
     return report
+
+
+# A block this much slower than the contender's fastest one ran while something else had a core.
+SLOW_BLOCK_FACTOR = 1.25
+
+
+def slow_blocks(block_p50: list[float]) -> int:
+    """How many blocks' medians exceed ``SLOW_BLOCK_FACTOR`` times the fastest block's.
+
+    A steady machine gives 0-1 for bare onnxruntime; many mean the batch-1 figures of this run
+    mix two machine states (on a VM: a vCPU taken away for tens of milliseconds at a time)."""
+    best = min(block_p50)
+    return sum(1 for b in block_p50 if b > SLOW_BLOCK_FACTOR * best)
 
 
 def torch_agreement(module: Any, model: Any) -> float:

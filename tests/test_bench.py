@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import REPO, needs_torch
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.bench import BenchConfig, Contender, cold_start, latency, ratios, throughput
+from edgemeta.runtime.bench import BenchConfig, Contender, cold_start, latency, ratios, slow_blocks, throughput
 from tiny_models import linear_model, write_class_folders
 
 SMOKE = ["--iterations", "3", "--warmup", "1", "--rounds", "1", "--round-seconds", "0.001", "--batches", "2,4",
@@ -53,6 +53,11 @@ def test_ratios_say_how_much_faster_the_first_is():
     assert "latency_p50_paired" not in r["runtime_over_ort"]
 
 
+def test_slow_blocks_counts_blocks_well_above_the_fastest():
+    assert slow_blocks([0.11, 0.11, 0.18, 0.12, 0.14]) == 2  # over 1.25 x 0.11
+    assert slow_blocks([0.2]) == 0
+
+
 def test_paired_ratio_is_the_median_of_block_ratios():
     # Block 2 ran while something else slowed torch down 3x and the runtime only 1.5x:
     # the overall medians would credit the runtime with part of that slowdown, the pairs do not.
@@ -72,6 +77,7 @@ def test_bench_smoke_json_with_compare(tmp_path, model_path):
     assert set(report["throughput"]) == set(report["throughput_median"]) == {"2", "4"}
     assert set(report["ratios"]) == {"runtime_over_ort", "runtime_compare_over_runtime", "ort_compare_over_ort"}
     assert report["cold_start"] is None and report["bench_peak_rss_mb"] > 0
+    assert set(report["slow_blocks"]) == set(report["latency_ms"])
 
 
 def test_bench_table_and_errors(tmp_path, model_path):

@@ -85,6 +85,8 @@ def _fmt_ms(lat: dict[str, float]) -> str:
 
 def format_report(r: dict[str, Any]) -> str:
     """A readable table of a ``run_bench`` report."""
+    from edgemeta.runtime.bench import SLOW_BLOCK_FACTOR
+
     m = r["model"]
     lines = [f"model {m['path']}: {m['size_bytes'] / 1024:.1f} KiB, input {m['input']}, "
              f"{m['embedding_dim']}-d, {m['provider']}, threads {m['threads'] or 'default'}"
@@ -96,6 +98,10 @@ def format_report(r: dict[str, Any]) -> str:
               + "".join(f" {'img/s @' + b:>11}" for b in batches) + "   (throughput: best round)"]
     for name, lat in r["latency_ms"].items():
         lines.append(f"{name:18} {_fmt_ms(lat)}" + "".join(f" {r['throughput'][b][name]:11.0f}" for b in batches))
+    slow = r.get("slow_blocks", {}).get("ort", 0)
+    if slow > 2:
+        lines.append(f"warning: {slow} of {len(r['latency_ms']['ort']['block_p50'])} bare onnxruntime blocks ran over "
+                     f"{SLOW_BLOCK_FACTOR}x its fastest: the machine was not steady; batch-1 ratios mix two states")
     lines += ["", "ratios (above 1: the first is faster)"]
     for name, ratio in r["ratios"].items():
         tp = " ".join(f"@{b} {v:.2f}x" for b, v in ratio["throughput"].items())
