@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench_cold import cold_start, peak_rss_mb  # noqa: F401 (peak_rss_mb: part of this module's API)
+from .bench_cold import cold_start, idle_cpu_ms, peak_rss_mb  # noqa: F401 (peak_rss_mb: part of this module's API)
 
 Call = Callable[[], Any]
 ENROLLED_CLASSES = 5
@@ -34,7 +34,8 @@ class BenchConfig:
     """iterations: batch-1 calls per contender after ``warmup``; throughput: ``rounds`` rounds of
     about ``round_seconds`` per contender and batch size (``throughput`` reports the best round,
     ``throughput_median`` the median); ``cold_runs`` fresh processes per path; ``query_views``:
-    the runtime contenders' ``FewShotClassifier(query_views=...)``."""
+    the runtime contenders' ``FewShotClassifier(query_views=...)``; ``idle_runs``: calls whose
+    after-call CPU is measured (0: skip)."""
 
     iterations: int = 1000
     warmup: int = 50
@@ -43,6 +44,7 @@ class BenchConfig:
     round_seconds: float = 0.15
     cold_runs: int = 5
     query_views: int = 1
+    idle_runs: int = 3
 
 
 @dataclass
@@ -53,9 +55,10 @@ class Contender:
     make: Callable[[int], Call]
 
 
-# A pause before each contender's block or round: thread pools (onnxruntime's workers, torch's
-# OpenMP team) spin for a while after a call, and would take the cores from the next contender.
-SETTLE_S = 0.01
+# A pause before each contender's block or round: thread pools spin for a while after a call and
+# would take the cores from the next contender (torch's OpenMP team about 10 ms; an onnxruntime
+# session with its default spinning about 40 ms; the runtime's own sessions 0.1 ms).
+SETTLE_S = 0.05
 
 
 def random_images(model: Any, batch: int, seed: int = 0) -> np.ndarray:
@@ -209,9 +212,28 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
         report["cold_start"] = cold_start(model, threads, config.cold_runs)
         if compare is not None:
             report["compare_cold_start"] = cold_start(compare, threads, config.cold_runs)
+    report["idle_cpu_ms"] = None
+    if config.idle_runs:
+        say("CPU left burning after one prediction")
+        report["idle_cpu_ms"] = idle_cpu_report(model, threads, config.idle_runs)
     report["bench_peak_rss_mb"] = peak_rss_mb()
     report["ratios"] = ratios(report)
     return report
+
+
+def idle_cpu_report(model: Any, threads: int | None, runs: int = 3) -> dict[str, float | None]:
+    """CPU ms burned in the 200 ms after one batch-1 call: the runtime's ``predict``, and a bare
+    session of the same file with onnxruntime's default options (what a plain onnxruntime user gets)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    plain = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    x = model_input(model, 1)
+    return {"runtime": idle_cpu_ms(runtime_contender(model).make(1), repeats=runs),
+            "onnxruntime_defaults": idle_cpu_ms(lambda: plain.run(None, {model.meta.input_name: x}), repeats=runs)}
 
 
 # A block this much slower than the contender's fastest one ran while something else had a core.

@@ -1,4 +1,5 @@
-"""Cold start of the runtime in fresh processes, and peak memory (part of ``edgemeta bench``)."""
+"""Cold start of the runtime in fresh processes, peak memory, and the CPU a call leaves burning
+after it returns (parts of ``edgemeta bench``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -102,3 +103,35 @@ def peak_rss_mb() -> float:
         pass
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def process_cpu_ns() -> int | None:
+    """CPU time of all this process's threads so far, in ns (Linux ``schedstat``); None elsewhere."""
+    total = 0
+    try:
+        for stat in Path("/proc/self/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that ended while we looked
+    except OSError:
+        return None
+    return total or None
+
+
+def idle_cpu_ms(call: Callable[[], Any], window_s: float = 0.2, repeats: int = 3) -> float | None:
+    """CPU milliseconds the process burns in the ``window_s`` after one ``call()`` returns (median of
+    ``repeats``; each after a quiet ``window_s``): spinning worker threads show up here. None where
+    the platform has no per-thread CPU clock."""
+    used = []
+    for _ in range(repeats):
+        time.sleep(window_s)
+        call()
+        start = process_cpu_ns()
+        time.sleep(window_s)
+        end = process_cpu_ns()
+        if start is None or end is None:
+            return None
+        used.append((end - start) / 1e6)
+    return float(np.median(used))
+

@@ -19,6 +19,11 @@ from .preprocess import (QUERY_VIEW_OFFSETS, OneGrayImage, _normalize_with, chec
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_MODEL_NAME = "default.onnx"
 DEVICES = ("cpu", "cuda", "auto")
+# onnxruntime's own default keeps each session's worker threads spinning after a call: about 40 ms
+# of CPU burned per call on the project's host, and a core taken from whatever runs next (another
+# session ran 1.7x slower in that window). 100 µs still covers the gaps inside a call and between
+# back-to-back calls, so tight loops keep their speed (benchmarks/README.md).
+DEFAULT_SPIN_US = 100
 
 
 def default_model_path() -> Path:
@@ -50,6 +55,27 @@ def _choose_providers(device: str, providers: Sequence[str] | None) -> list[str]
     return ["CPUExecutionProvider"]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _session_options(threads: int | None, spin_us: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        if not _is_int(threads) or threads < 1:
+            raise ModelError(f"threads must be an integer of at least 1, got {threads!r}")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not _is_int(spin_us) or spin_us < 0:
+        raise ModelError(f"spin_us must be an integer of 0 or more, got {spin_us!r}")
+    if spin_us == 0:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    else:
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(spin_us))
+    return options
+
+
 def _read_model_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise ModelError(f"model not found: {path}")
@@ -66,20 +92,17 @@ class EmbeddingModel:
 
     ``device``: ``cpu`` (default), ``cuda`` or ``auto``; ``providers`` overrides it with an
     explicit onnxruntime provider list. ``threads``: intra-op threads (None: onnxruntime's default).
+    ``spin_us``: how long idle worker threads spin for more work before sleeping, in microseconds
+    (0: never spin; ``DEFAULT_SPIN_US``; onnxruntime's own default spins for tens of milliseconds).
     """
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu",
-                 providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+                 providers: Sequence[str] | None = None, threads: int | None = None,
+                 spin_us: int = DEFAULT_SPIN_US) -> None:
         self.path = Path(path)
         data = _read_model_bytes(self.path)
         self.fingerprint = hashlib.sha256(data).hexdigest()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads is not None:
-            if threads < 1:
-                raise ModelError(f"threads must be at least 1, got {threads}")
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = _session_options(threads, spin_us)
         try:
             chosen = _choose_providers(device, providers)
             # onnxruntime's fallback retries on CPU and prints to stdout; a CPU-only list has nothing to fall back to.

@@ -13,11 +13,12 @@ from click.testing import CliRunner
 from conftest import REPO, needs_torch
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.bench import BenchConfig, Contender, cold_start, latency, ratios, slow_blocks, throughput
+from edgemeta.runtime.bench import (BenchConfig, Contender, cold_start, idle_cpu_report, latency, ratios, slow_blocks,
+                                    throughput)
 from tiny_models import linear_model, write_class_folders
 
 SMOKE = ["--iterations", "3", "--warmup", "1", "--rounds", "1", "--round-seconds", "0.001", "--batches", "2,4",
-         "--cold-runs", "0"]
+         "--cold-runs", "0", "--idle-runs", "0"]
 
 
 @pytest.fixture
@@ -85,9 +86,16 @@ def test_bench_table_and_errors(tmp_path, model_path):
     assert table.exit_code == 0, table.output
     assert "runtime_over_ort" in table.stdout and "p50 ms" in table.stdout
     for args in (["--model", str(tmp_path / "none.onnx")], ["--model", str(model_path), "--batches", "a"],
-                 ["--model", str(model_path), "--iterations", "0"]):
+                 ["--model", str(model_path), "--iterations", "0"], ["--model", str(model_path), "--idle-runs", "-1"],
+                 ["--model", str(model_path), "--spin-us", "-5"]):
         result = CliRunner().invoke(main, ["bench", *args])
         assert result.exit_code == 1 and result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_idle_cpu_reports_both_sessions(model_path):
+    idle = idle_cpu_report(EmbeddingModel(model_path), threads=1, runs=1)
+    assert set(idle) == {"runtime", "onnxruntime_defaults"}
+    assert all(v is None or v >= 0 for v in idle.values())  # None where there is no per-thread CPU clock
 
 
 def test_cold_start_runs_fresh_processes(model_path):

@@ -128,3 +128,17 @@ def test_threads_enroll_and_predict_concurrently(model):
         t.join()
     assert not errors
     assert sum(c.counts().values()) == 2 + 8 * 30
+
+
+def test_session_spin_setting_and_bad_values(tmp_path):
+    path = linear_model(tmp_path / "m.onnx")
+    entry = lambda m, key: m.session.get_session_options().get_session_config_entry(key)  # noqa: E731
+    assert entry(EmbeddingModel(path), "session.intra_op.spin_duration_us") == "100"
+    assert entry(EmbeddingModel(path, spin_us=2000), "session.intra_op.spin_duration_us") == "2000"
+    assert entry(EmbeddingModel(path, spin_us=0), "session.intra_op.allow_spinning") == "0"
+    reference = EmbeddingModel(path, spin_us=0).embed(class_batch(0, 3))
+    assert np.array_equal(EmbeddingModel(path).embed(class_batch(0, 3)), reference)
+    for bad in ({"spin_us": -1}, {"spin_us": 1.5}, {"spin_us": True}, {"threads": 0}, {"threads": "2"}):
+        with pytest.raises(EdgemetaError, match="must be an integer"):
+            EmbeddingModel(path, **bad)
+

@@ -29,21 +29,27 @@ import click
 @click.option("--round-seconds", default=0.15, show_default=True, type=float, help="Seconds per contender and round.")
 @click.option("--batches", default="16,64,256", show_default=True, help="Throughput batch sizes, comma separated.")
 @click.option("--cold-runs", default=5, show_default=True, type=int, help="Fresh processes per cold-start path (0: skip).")
+@click.option("--idle-runs", default=3, show_default=True, type=int,
+              help="Calls after which the CPU burned in the next 200 ms is measured (0: skip).")
+@click.option("--spin-us", default=None, type=int,
+              help="The runtime sessions' worker spin after a call, in microseconds (default: the runtime's, 100; 0: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def bench(model_path: str | None, threads: int | None, compare_path: str | None, checkpoint: str | None,
           query_views: str, iterations: int, warmup: int, rounds: int, round_seconds: float, batches: str, cold_runs: int,
-          as_json: bool) -> None:
+          idle_runs: int, spin_us: int | None, as_json: bool) -> None:
     """Latency (p50/p90/p99 at batch 1), throughput, cold start, peak RSS and size of MODEL."""
     from edgemeta.runtime.bench import BenchConfig, run_bench
     from edgemeta.runtime.errors import EdgemetaError
     from edgemeta.runtime.model import EmbeddingModel
 
-    if min(iterations, rounds) < 1 or warmup < 0 or cold_runs < 0 or not round_seconds > 0:
+    if min(iterations, rounds) < 1 or min(warmup, cold_runs, idle_runs) < 0 or not round_seconds > 0:
         raise EdgemetaError("--iterations and --rounds must be at least 1, --round-seconds positive, "
-                            "--warmup and --cold-runs 0 or more")
-    config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs, int(query_views))
-    model = EmbeddingModel(model_path, threads=threads) if model_path else EmbeddingModel.default(threads=threads)
-    compare = EmbeddingModel(compare_path, threads=threads) if compare_path else None
+                            "--warmup, --cold-runs and --idle-runs 0 or more")
+    config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs, int(query_views),
+                         idle_runs)
+    options: dict[str, Any] = {"threads": threads} if spin_us is None else {"threads": threads, "spin_us": spin_us}
+    model = EmbeddingModel(model_path, **options) if model_path else EmbeddingModel.default(**options)
+    compare = EmbeddingModel(compare_path, **options) if compare_path else None
     if compare is not None and compare.meta.preprocess != model.meta.preprocess:
         raise EdgemetaError(f"--compare model {compare_path} takes other inputs than {model.path}")
     module = _torch_module(checkpoint) if checkpoint else None
@@ -119,5 +125,9 @@ def format_report(r: dict[str, Any]) -> str:
                       f"{', '.join(c['heavy_modules']) or 'neither'}",
                       f"  floor (python -c 'import numpy, onnxruntime') {c['floor_s']:.3f} s; classify adds "
                       f"{c['classify_over_floor_s']:.3f} s to it"]
+    idle = r.get("idle_cpu_ms") or {}
+    if idle.get("runtime") is not None:
+        lines.append(f"\nCPU burned in the 200 ms after one batch-1 call: runtime {idle['runtime']:.1f} ms; "
+                     f"a session with onnxruntime's default spinning {idle['onnxruntime_defaults']:.1f} ms")
     lines.append(f"\npeak RSS of this benchmark process {r['bench_peak_rss_mb']:.1f} MiB")
     return "\n".join(lines)
