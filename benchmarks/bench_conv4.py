@@ -34,7 +34,8 @@ def checks(report: dict) -> list[tuple[str, float, str, bool]]:
     r = report["ratios"]
     out = []
     if "runtime_over_torch" in r:
-        for key, label in (("latency_p50", "p50"), ("latency_p50_paired", "p50, paired blocks")):
+        for key, label in (("latency_p50", "p50"), ("latency_p50_paired", "p50, paired blocks"),
+                           ("latency_best_block", "best blocks")):
             v = r["runtime_over_torch"][key]
             out.append((f"runtime vs torch eager, batch-1 {label}", v, ">= 5x", v >= TARGETS["runtime_over_torch_p50"]))
     if "runtime_compare_over_torch" in r:

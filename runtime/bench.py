@@ -266,6 +266,8 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     blocks of the ratio of the two contenders' block medians. Other work on a shared machine comes
     and goes over seconds and slows some contenders more than others (torch's OpenMP team waits
     for its slowest thread); pairing blocks that ran milliseconds apart cancels most of it.
+    ``latency_best_block``: the ratio of the two fastest block medians, each contender at its best
+    (the batch-1 counterpart of the best throughput round; the steadiest of the three here).
     """
     lat, tp = report["latency_ms"], report["throughput"]
     pairs = [("runtime", "ort"), ("runtime", "torch"), ("ort", "torch"), ("runtime[compare]", "torch"),
@@ -279,4 +281,5 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
             if "block_p50" in lat[a] and "block_p50" in lat[b]:
                 paired = np.asarray(lat[b]["block_p50"]) / np.asarray(lat[a]["block_p50"])
                 out[name]["latency_p50_paired"] = float(np.median(paired))
+                out[name]["latency_best_block"] = min(lat[b]["block_p50"]) / min(lat[a]["block_p50"])
     return out

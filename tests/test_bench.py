@@ -66,6 +66,7 @@ def test_paired_ratio_is_the_median_of_block_ratios():
                              "torch": {"p50": 0.6, "block_p50": [0.5, 1.5, 0.4]}},
               "throughput": {}}
     assert ratios(report)["runtime_over_torch"]["latency_p50_paired"] == pytest.approx(5.0)
+    assert ratios(report)["runtime_over_torch"]["latency_best_block"] == pytest.approx(4.0)  # 0.4 / 0.1
 
 
 def test_bench_smoke_json_with_compare(tmp_path, model_path):

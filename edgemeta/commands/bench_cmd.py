@@ -111,7 +111,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines += ["", "ratios (above 1: the first is faster)"]
     for name, ratio in r["ratios"].items():
         tp = " ".join(f"@{b} {v:.2f}x" for b, v in ratio["throughput"].items())
-        paired = f" (paired blocks {ratio['latency_p50_paired']:.2f}x)" if "latency_p50_paired" in ratio else ""
+        paired = (f" (paired blocks {ratio['latency_p50_paired']:.2f}x, best blocks {ratio['latency_best_block']:.2f}x)"
+                  if "latency_p50_paired" in ratio else "")
         lines.append(f"  {name:32} batch-1 p50 {ratio['latency_p50']:.2f}x{paired}   throughput {tp}")
     if "torch_max_abs_diff" in r:
         lines.append(f"  torch vs onnxruntime outputs: max abs diff {r['torch_max_abs_diff']:.2e}")
