@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench_cold import cold_start, idle_cpu_ms, peak_rss_mb  # noqa: F401 (peak_rss_mb: part of this module's API)
+from .bench_cold import cold_start, idle_cpu_ms, peak_rss_mb
 
 Call = Callable[[], Any]
 ENROLLED_CLASSES = 5
@@ -223,14 +223,8 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
 
 def idle_cpu_report(model: Any, threads: int | None, runs: int = 3) -> dict[str, float | None]:
     """CPU ms burned in the 200 ms after one batch-1 call: the runtime's ``predict``, and a bare
-    session of the same file with onnxruntime's default options (what a plain onnxruntime user gets)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    plain = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    session of the same file with onnxruntime's default spinning (what a plain onnxruntime user gets)."""
+    plain = type(model)(model.path, threads=threads, spin_us=None).session
     x = model_input(model, 1)
     return {"runtime": idle_cpu_ms(runtime_contender(model).make(1), repeats=runs),
             "onnxruntime_defaults": idle_cpu_ms(lambda: plain.run(None, {model.meta.input_name: x}), repeats=runs)}

@@ -59,7 +59,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _session_options(threads: int | None, spin_us: int) -> ort.SessionOptions:
+def _session_options(threads: int | None, spin_us: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:
@@ -67,6 +67,8 @@ def _session_options(threads: int | None, spin_us: int) -> ort.SessionOptions:
             raise ModelError(f"threads must be an integer of at least 1, got {threads!r}")
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if spin_us is None:
+        return options
     if not _is_int(spin_us) or spin_us < 0:
         raise ModelError(f"spin_us must be an integer of 0 or more, got {spin_us!r}")
     if spin_us == 0:
@@ -93,12 +95,12 @@ class EmbeddingModel:
     ``device``: ``cpu`` (default), ``cuda`` or ``auto``; ``providers`` overrides it with an
     explicit onnxruntime provider list. ``threads``: intra-op threads (None: onnxruntime's default).
     ``spin_us``: how long idle worker threads spin for more work before sleeping, in microseconds
-    (0: never spin; ``DEFAULT_SPIN_US``; onnxruntime's own default spins for tens of milliseconds).
+    (0: never spin; ``DEFAULT_SPIN_US``; None: onnxruntime's own default, tens of milliseconds).
     """
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu",
                  providers: Sequence[str] | None = None, threads: int | None = None,
-                 spin_us: int = DEFAULT_SPIN_US) -> None:
+                 spin_us: int | None = DEFAULT_SPIN_US) -> None:
         self.path = Path(path)
         data = _read_model_bytes(self.path)
         self.fingerprint = hashlib.sha256(data).hexdigest()

@@ -136,6 +136,8 @@ def test_session_spin_setting_and_bad_values(tmp_path):
     assert entry(EmbeddingModel(path), "session.intra_op.spin_duration_us") == "100"
     assert entry(EmbeddingModel(path, spin_us=2000), "session.intra_op.spin_duration_us") == "2000"
     assert entry(EmbeddingModel(path, spin_us=0), "session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # None: onnxruntime's own default
+        entry(EmbeddingModel(path, spin_us=None), "session.intra_op.spin_duration_us")
     reference = EmbeddingModel(path, spin_us=0).embed(class_batch(0, 3))
     assert np.array_equal(EmbeddingModel(path).embed(class_batch(0, 3)), reference)
     for bad in ({"spin_us": -1}, {"spin_us": 1.5}, {"spin_us": True}, {"threads": 0}, {"threads": "2"}):

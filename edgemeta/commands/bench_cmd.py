@@ -47,7 +47,9 @@ def bench(model_path: str | None, threads: int | None, compare_path: str | None,
                             "--warmup, --cold-runs and --idle-runs 0 or more")
     config = BenchConfig(iterations, warmup, _batch_sizes(batches), rounds, round_seconds, cold_runs, int(query_views),
                          idle_runs)
-    options: dict[str, Any] = {"threads": threads} if spin_us is None else {"threads": threads, "spin_us": spin_us}
+    options: dict[str, Any] = {"threads": threads}
+    if spin_us is not None:  # else the runtime's default
+        options["spin_us"] = spin_us
     model = EmbeddingModel(model_path, **options) if model_path else EmbeddingModel.default(**options)
     compare = EmbeddingModel(compare_path, **options) if compare_path else None
     if compare is not None and compare.meta.preprocess != model.meta.preprocess:
