@@ -21,6 +21,7 @@ from .files import atomic_write, check_writable
 from .data import ImageSet, choose_source, load_images
 from .onnx_export import export_network, set_metadata, training_summary
 from .threshold import choose_threshold
+from .trim import trim_unread_conv_outputs
 from .verify import (FP32, INT8, check_onnx, compare, embed_onnx, embed_onnx_support, embed_torch, few_shot_accuracy,
                      session)
 
@@ -52,11 +53,12 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
     val = _load(ckpt, opts, validation=True)
     say(f"verification data: {val.source} ({val.split or 'all'}), {len(val.images)} images")
     proto, exporter = export_network(model, spec, opts.exporter)
-    say(f"exported with the {exporter} exporter")
+    trimmed = trim_unread_conv_outputs(proto)
+    say(f"exported with the {exporter} exporter" + (f"; {trimmed} convolution(s) trimmed to the rows pooling reads" if trimmed else ""))
     reference = embed_torch(model, val.images, spec)
     fp32_session = session(proto.SerializeToString())
     emb = embed_onnx(fp32_session, val.images, spec)
-    report: dict[str, Any] = {"checkpoint": str(ckpt.path), "exporter": exporter, "opset": _opset(proto),
+    report: dict[str, Any] = {"checkpoint": str(ckpt.path), "exporter": exporter, "opset": _opset(proto), "trimmed_convs": trimmed,
                               "data": val.describe(), "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed)}
     say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
     report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)

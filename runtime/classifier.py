@@ -287,10 +287,11 @@ class FewShotClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None,
              query_views: int = 1) -> "FewShotClassifier":
-        """Read a store made with ``model`` (a store of another model is refused); ``query_views``
+        """Read a store made with ``model`` or with a file its metadata lists as computing the same
+        embeddings (a store of another model is refused); ``query_views``
         as in the constructor (a query-time choice: stores hold prototypes only)."""
         contents = read_store(path)
-        if contents.model_fingerprint != model.fingerprint:
+        if contents.model_fingerprint not in (model.fingerprint, *model.meta.equivalent_fingerprints):
             raise StoreError(
                 f"store {path} was made with another model (fingerprint {contents.model_fingerprint[:12]}), "
                 f"not {model.path.name} ({model.fingerprint[:12]})")

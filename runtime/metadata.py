@@ -12,7 +12,9 @@ Stored in the model's ``metadata_props`` under the key ``edgemeta`` as one JSON 
                                         # shifts by up to this many pixels (0: as they are)
       "preprocess": {PreprocessSpec.to_dict()},
       "training": {...},                # data, split, episodes, backbone, ... (free form)
-      "accuracy": {...}                 # measured figures, free form
+      "accuracy": {...},                # measured figures, free form
+      "equivalent_fingerprints": [...]  # optional: sha256 of earlier files whose network computes
+                                        # the same embeddings; their prototype stores load here
     }
 """
 
@@ -44,9 +46,10 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    equivalent_fingerprints: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format_version": self.format_version,
             "input_name": self.input_name,
             "output_name": self.output_name,
@@ -58,6 +61,9 @@ class ModelMetadata:
             "training": self.training,
             "accuracy": self.accuracy,
         }
+        if self.equivalent_fingerprints:
+            d["equivalent_fingerprints"] = list(self.equivalent_fingerprints)
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -98,6 +104,7 @@ class ModelMetadata:
                 training=dict(d.get("training") or {}),
                 accuracy=dict(d.get("accuracy") or {}),
                 format_version=version,
+                equivalent_fingerprints=_fingerprints(d.get("equivalent_fingerprints", [])),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"invalid edgemeta metadata: {e!r}") from None
@@ -108,3 +115,11 @@ class ModelMetadata:
         if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
             raise ModelError("threshold must be a positive finite number")
         return meta
+
+
+def _fingerprints(value: Any) -> tuple[str, ...]:
+    """A list of sha256 hex digests -> tuple; ValueError for anything else."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in value):
+        raise ValueError("equivalent_fingerprints must be a list of sha256 hex digests")
+    return tuple(value)

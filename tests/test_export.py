@@ -79,6 +79,7 @@ def test_runtime_loads_export_and_matches_torch(exported) -> None:
     assert report["parity"]["max_abs_diff"] <= 1e-4
     assert report["parity"]["decision_agreement"] == 1.0
     assert report["exporter"] in ("dynamo", "legacy") and report["opset"] >= 17
+    assert report["trimmed_convs"] == 2  # 7x7 and 3x3 maps: their last row and column are never pooled
     if os.name == "posix":
         assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
 
@@ -119,6 +120,11 @@ def test_legacy_exporter_and_user_threshold(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     meta = EmbeddingModel(out).meta
     assert (meta.metric, meta.threshold, meta.training["exporter"]) == ("cosine", 0.5, "legacy")
+    import onnx
+
+    convs = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
+    pads = [list(next(a.ints for a in n.attribute if a.name == "pads")) for n in convs]
+    assert pads == [[1, 1, 1, 1]] * 2 + [[1, 1, 0, 0]] * 2  # trimmed through this exporter's graph too
 
 
 def test_threshold_chosen_on_real_data(tmp_path) -> None:
