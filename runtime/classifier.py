@@ -18,9 +18,8 @@ import numpy as np
 from .errors import EdgemetaError, StoreError
 from .model import EmbeddingModel
 from .preprocess import check_query_views, check_support_shift
-from .store import StoreContents, read_store, write_store
+from .store import StoreContents, check_label, read_store, write_store
 
-MAX_LABEL_LENGTH = 256
 # Up to this many classes one query's softmax is cheaper in Python floats than in numpy calls
 # (each of which costs a few microseconds whatever its size).
 _FEW_CLASSES = 24
@@ -46,19 +45,6 @@ class _Snapshot:
     minus_2_t: np.ndarray       # float64 [D, C]: the first D rows, a view
     sq_norms: np.ndarray        # float64 [C]: the last row, a view
     ones: np.ndarray            # float64 [C], for row sums by matrix-vector product
-
-
-def check_label(label: Any) -> str:
-    """Labels are data: any non-empty string up to 256 characters (never used as a path)."""
-    if not isinstance(label, str):
-        raise EdgemetaError(f"a label must be a string, got {type(label).__name__}")
-    if not label.strip():
-        raise EdgemetaError("a label must not be empty")
-    if len(label) > MAX_LABEL_LENGTH:
-        raise EdgemetaError(f"a label must be at most {MAX_LABEL_LENGTH} characters")
-    if "\x00" in label:  # the store's fixed-width strings drop trailing NULs: "a\x00" would become "a"
-        raise EdgemetaError("a label must not contain NUL characters")
-    return label
 
 
 class FewShotClassifier:

@@ -15,10 +15,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import EdgemetaError, StoreError
 
 try:
     import fcntl
@@ -28,10 +29,24 @@ except ImportError:  # Windows: stale temp files are left in place
 STORE_FORMAT = 1
 _KEYS = ("format_version", "labels", "sums", "counts", "model_fingerprint", "metric")
 MAX_STORE_BYTES = 4 * 1024 * 1024 * 1024
+MAX_LABEL_LENGTH = 256
 MAX_COUNT = 2**53  # shots per class; far beyond any real use, and exact in float64
 # Everything a damaged or hostile zip/npz can raise while being read.
 _READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError, zlib.error,
                 lzma.LZMAError, NotImplementedError, RuntimeError, MemoryError, tokenize.TokenError, SyntaxError)
+
+
+def check_label(label: Any) -> str:
+    """Labels are data: any non-empty string up to 256 characters (never used as a path)."""
+    if not isinstance(label, str):
+        raise EdgemetaError(f"a label must be a string, got {type(label).__name__}")
+    if not label.strip():
+        raise EdgemetaError("a label must not be empty")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise EdgemetaError(f"a label must be at most {MAX_LABEL_LENGTH} characters")
+    if "\x00" in label:  # the store's fixed-width strings drop trailing NULs: "a\x00" would become "a"
+        raise EdgemetaError("a label must not contain NUL characters")
+    return label
 
 
 @dataclass

@@ -85,7 +85,7 @@ def enroll(model_path: Path | None, store_path: Path, folder: Path | None, threa
     Enrolling a label again adds more shots to it. A folder among IMAGES stands for the
     images inside it; --folder DIR enrolls each sub-folder of DIR as a class.
     """
-    from edgemeta.runtime.classifier import check_label
+    from edgemeta.runtime.store import check_label
     from edgemeta.runtime.errors import EdgemetaError
 
     if folder is None and (label is None or not images):
