@@ -273,9 +273,9 @@ class FewShotClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None,
              query_views: int = 1) -> "FewShotClassifier":
-        """Read a store made with ``model`` or with a file its metadata lists as computing the same
-        embeddings (a store of another model is refused); ``query_views``
-        as in the constructor (a query-time choice: stores hold prototypes only)."""
+        """Read a store made with ``model``, or with a file its metadata lists as computing the same
+        embeddings (a store of another model is refused); ``query_views`` as in the constructor
+        (a query-time choice: stores hold prototypes only)."""
         contents = read_store(path)
         if contents.model_fingerprint not in (model.fingerprint, *model.meta.equivalent_fingerprints):
             raise StoreError(
