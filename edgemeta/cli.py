@@ -18,6 +18,7 @@ LAZY_COMMANDS = {
     "bake": ("edgemeta.commands.export_cmd", "bake", "Bake a model and a store into one classifier ONNX graph."),
     "eval": ("edgemeta.commands.eval_cmd", "eval_command", "N-way K-shot accuracy with a 95% CI, through the runtime."),
     "enroll": ("edgemeta.commands.runtime_cmds", "enroll", "Add examples of a class to a prototype store."),
+    "remove": ("edgemeta.commands.runtime_cmds", "remove", "Remove classes from a prototype store."),
     "classify": ("edgemeta.commands.runtime_cmds", "classify", "Classify images against a prototype store."),
     "info": ("edgemeta.commands.runtime_cmds", "info", "Show what a model or a store holds."),
     "bench": ("edgemeta.commands.bench_cmd", "bench", "Latency, throughput, memory and size of a model."),

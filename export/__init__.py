@@ -1,1 +1,1 @@
-"""ONNX export, int8 quantization and baking (needs the export extra: torch, onnx)."""
+"""ONNX export and int8 quantization (the export extra: torch, onnx); baking (the bake extra: onnx only)."""

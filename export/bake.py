@@ -9,7 +9,9 @@ The baked graph (plain ONNX, runs on any ONNX Runtime):
   ``distances`` float32 [N, C] squared Euclidean distance to each prototype,
   ``scores`` float32 [N, C] softmax of ``-distances`` (what ``FewShotClassifier.predict`` reports),
   ``best_index`` int64 [N] index of the nearest prototype into ``labels``,
-  ``accepted`` bool [N] nearest distance <= the model's rejection threshold (all true without one);
+  ``accepted`` bool [N] nearest distance <= that class's limit, ``limits`` [C] (constants) from the
+  rejection rule in force (runtime/rejection.py: tau * ||p||^2 * (1 + beta / shots) * classes ** -gamma;
+  all true with --reject off);
 - metadata ``labels`` (JSON list, index = class), ``edgemeta`` (the model's metadata) and
   ``edgemeta.classifier`` (JSON: labels, shots per class, model fingerprint).
 """
@@ -23,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from edgemeta.runtime.classifier import FewShotClassifier
+from edgemeta.runtime.metadata import CLASSIFIER_KEY, LABELS_KEY
 from edgemeta.runtime.model import EmbeddingModel
 
 from .checkpoint import ExportError
 
 PREFIX = "edgemeta_bake/"
-CLASSIFIER_KEY = "edgemeta.classifier"
-LABELS_KEY = "labels"
 
 
 def bake_proto(model: EmbeddingModel, clf: FewShotClassifier):
@@ -51,11 +52,18 @@ def bake_proto(model: EmbeddingModel, clf: FewShotClassifier):
         _add_l2_normalize(graph, raw, out, opset)
     else:
         graph.node.append(onnx.helper.make_node("Identity", [raw], [out]))
-    threshold = np.inf if meta.threshold is None else meta.threshold
-    _add_head(graph, out, protos.astype(np.float32), np.float32(threshold), opset)
+    _add_head(graph, out, protos.astype(np.float32), class_limits(clf, labels).astype(np.float32), opset)
     _set_outputs(graph, out, meta.embedding_dim, len(labels))
     _set_classifier_metadata(proto, model, clf, labels)
     return proto
+
+
+def class_limits(clf: FewShotClassifier, labels: list[str]) -> np.ndarray:
+    """float64 [C]: the rejection rule's squared-distance limit per class of ``labels`` (inf: none)."""
+    counts = clf.counts()
+    _, protos = clf.prototypes()
+    wide = protos.astype(np.float64)  # the classifier's own ||p||^2: float32 prototypes widened
+    return clf.operating_point().limits([counts[lab] for lab in labels], len(labels), np.einsum("cd,cd->c", wide, wide))
 
 
 def _check_free_names(graph) -> None:
@@ -96,7 +104,7 @@ def _add_l2_normalize(graph, raw: str, out: str, opset: int) -> None:
     graph.initializer.extend(inits)
 
 
-def _add_head(graph, emb: str, protos: np.ndarray, threshold: np.float32, opset: int) -> None:
+def _add_head(graph, emb: str, protos: np.ndarray, limits: np.ndarray, opset: int) -> None:
     """distances [N, C] squared Euclidean; scores = softmax(-distances); best_index; accepted."""
     from onnx import helper, numpy_helper
 
@@ -105,7 +113,7 @@ def _add_head(graph, emb: str, protos: np.ndarray, threshold: np.float32, opset:
     # moves trained-model scores by ~1e-5), and [N, C, D] stays small for few-shot class counts.
     inits = [numpy_helper.from_array(protos, p + "prototypes"),
              numpy_helper.from_array(np.array([1], np.int64), p + "axis1"),
-             numpy_helper.from_array(np.array(threshold, np.float32), p + "threshold")]
+             numpy_helper.from_array(limits, p + "limits")]
     nodes = [helper.make_node("Unsqueeze", [emb, p + "axis1"], [p + "q"]),          # [N, 1, D]
              helper.make_node("Sub", [p + "q", p + "prototypes"], [p + "diff"])]    # [N, C, D]
     _reduce("ReduceSumSquare", p + "diff", "distances", opset, nodes, inits, keepdims=0)
@@ -113,7 +121,8 @@ def _add_head(graph, emb: str, protos: np.ndarray, threshold: np.float32, opset:
               helper.make_node("Softmax", [p + "neg"], ["scores"], axis=1),
               helper.make_node("ArgMin", ["distances"], ["best_index"], axis=1, keepdims=0)]
     _reduce("ReduceMin", "distances", p + "nearest", opset, nodes, inits, keepdims=0)
-    nodes.append(helper.make_node("LessOrEqual", [p + "nearest", p + "threshold"], ["accepted"]))
+    nodes += [helper.make_node("Gather", [p + "limits", "best_index"], [p + "limit"], axis=0),
+              helper.make_node("LessOrEqual", [p + "nearest", p + "limit"], ["accepted"])]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
 
@@ -137,26 +146,30 @@ def _set_classifier_metadata(proto, model: EmbeddingModel, clf: FewShotClassifie
     counts = clf.counts()
     info: dict[str, Any] = {"format_version": 1, "labels": labels, "shots": [counts[lab] for lab in labels],
                             "model_fingerprint": model.fingerprint, "input": model.meta.input_name,
-                            "input_is_normalized": True, "outputs": ["embeddings", "distances", "scores", "best_index", "accepted"]}
+                            "input_is_normalized": True, "outputs": ["embeddings", "distances", "scores", "best_index", "accepted"],
+                            "rejection": clf.operating_point().to_dict(),
+                            "limits": [float(x) if np.isfinite(x) else None for x in class_limits(clf, labels)]}
     set_metadata(proto, model.meta, {LABELS_KEY: json.dumps(labels, ensure_ascii=False),
                                      CLASSIFIER_KEY: json.dumps(info, ensure_ascii=False, sort_keys=True)})
 
 
-def bake(model: EmbeddingModel, store: str | Path, out: str | Path) -> dict[str, Any]:
-    """Bake ``store``'s classes and ``model`` into ``out``, verified against ``FewShotClassifier.predict``."""
+def bake(model: EmbeddingModel, store: str | Path, out: str | Path, *, reject: str | None = None,
+         far: float | None = None, threshold: float | None = None) -> dict[str, Any]:
+    """Bake ``store``'s classes and ``model`` into ``out``, verified against ``FewShotClassifier.decide``;
+    ``accepted`` follows the rejection operating point ``reject`` / ``far`` / ``threshold`` (as classify)."""
     from .files import atomic_write, check_writable
     from .verify import check_onnx
 
     out = Path(out).expanduser()
     check_writable(out)
-    clf = FewShotClassifier.load(store, model)
+    clf = FewShotClassifier.load(store, model, threshold=threshold, reject=reject, far=far)
     proto = bake_proto(model, clf)
     check_onnx(proto)
     data = proto.SerializeToString()
     report: dict[str, Any] = {}
     atomic_write(out, data, lambda tmp: report.update(verify_baked(tmp, clf)))
     return {"out": str(out), "bytes": len(data), "classes": len(clf.labels), "labels": clf.labels,
-            "metric": model.meta.metric, "threshold": model.meta.threshold, **report}
+            "metric": model.meta.metric, "rejection": clf.operating_point().to_dict(), **report}
 
 
 def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[str, Any]:
@@ -176,17 +189,21 @@ def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[
     images, _ = synthetic_images(spec, classes=4, per_class=4, seed=1)
     x = normalize(clf.model.prepare(images), spec)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    scores, best = sess.run(["scores", "best_index"], {clf.model.meta.input_name: x})
+    scores, best, accepted = sess.run(["scores", "best_index", "accepted"], {clf.model.meta.input_name: x})
     _, protos = clf.prototypes()
     d = ((clf.embed(images).astype(np.float64)[:, None] - protos[None].astype(np.float64)) ** 2).sum(-1)   # [N, C]
     exact = np.exp(d.min(1, keepdims=True) - d)
     exact /= exact.sum(1, keepdims=True)
     diff = float(np.abs(scores - exact).max())
-    top = clf.predict(images, top_k=min(2, len(clf.labels)))
+    top, ok = clf.decide(images, top_k=min(2, len(clf.labels)))
     index = {lab: i for i, lab in enumerate(clf.labels)}
     tied = np.array([len(r) > 1 and r[1].distance - r[0].distance <= 1e-5 * max(1.0, r[0].distance) for r in top])
     same = np.array([index[r[0].label] for r in top]) == best
-    if not (diff <= tol and np.all(same | tied)):
+    limits = class_limits(clf, clf.labels)[[index[r[0].label] for r in top]]
+    at_limit = np.array([abs(r[0].distance - lim) <= 1e-5 * max(1.0, lim) for r, lim in zip(top, limits)])
+    decided = (np.array(ok) == accepted) | tied | at_limit
+    if not (diff <= tol and np.all(same | tied) and np.all(decided)):
         raise ExportError(f"baked classifier disagrees with the runtime (max score diff {diff:.3g}, "
-                          f"{int((~same & ~tied).sum())} different top-1 labels)")
+                          f"{int((~same & ~tied).sum())} different top-1 labels, {int((~decided).sum())} "
+                          f"different accept decisions)")
     return {"verified_images": len(x), "max_score_diff": diff}

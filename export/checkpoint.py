@@ -36,6 +36,20 @@ class Checkpoint:
     def preprocess(self) -> PreprocessSpec:
         return PreprocessSpec.from_dict(self.config["preprocess"])
 
+    @property
+    def network_id(self) -> str:
+        """sha256 of the weights (names, shapes, dtypes, values in name order): the same for every
+        file exported from this checkpoint, fp32 or int8, so their metadata can name one network."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.state_dict):
+            value = self.state_dict[name]
+            array = value.detach().cpu().contiguous().numpy() if hasattr(value, "detach") else value
+            h.update(f"{name}:{getattr(array, 'dtype', '')}:{getattr(array, 'shape', '')};".encode())
+            h.update(array.tobytes() if hasattr(array, "tobytes") else repr(array).encode())
+        return h.hexdigest()
+
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder -> its ``best.pt`` (else ``last.pt``); a file -> itself."""

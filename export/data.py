@@ -15,9 +15,8 @@ import numpy as np
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
-# The held-out split that goes with a training split (verification should not see training classes).
-# Only the Vinyals split has a validation set; other runs verify on their training split.
-VALIDATION_SPLIT = {"vinyals-train": "vinyals-val"}
+# Classes a run on these splits never trained on (vinyals-trainval trains on vinyals-val too).
+HELD_OUT_SPLIT = {"vinyals-train": "vinyals-val", "vinyals-trainval": "vinyals-test"}
 MAX_CLASSES = 400
 log = logging.getLogger(__name__)
 
@@ -31,23 +30,20 @@ class ImageSet:
     source: str
     split: str | None
     synthetic: bool
+    held_out: str = ""  # which classes, when they are ones the run never trained on ("": not known to be)
 
     def describe(self) -> dict[str, Any]:
         return {"data": self.source, "split": self.split, "synthetic": self.synthetic,
-                "images": int(len(self.images)), "classes": int(len(np.unique(self.targets)))}
+                "images": int(len(self.images)), "classes": int(len(np.unique(self.targets))),
+                "held_out": self.held_out or None}
 
 
-def choose_source(config: dict[str, Any], data: str | None, split: str | None,
-                  validation: bool) -> tuple[str | None, str | None]:
-    """(source, split) to load: ``--data``/``--split`` when given, else the run's, moved to its held-out split."""
+def choose_source(config: dict[str, Any], data: str | None, split: str | None) -> tuple[str | None, str | None]:
+    """(source, split) of training images (int8 calibration): ``--data``/``--split`` when given, else the run's;
+    ``load_validation`` chooses the held-out ones."""
     if data is not None:
         return data, split
-    source, train_split = config.get("data"), config.get("split")
-    if split is not None:
-        return source, split
-    if validation and train_split in VALIDATION_SPLIT:
-        return source, VALIDATION_SPLIT[train_split]
-    return source, train_split
+    return config.get("data"), split if split is not None else config.get("split")
 
 
 def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, explicit: bool,
@@ -57,7 +53,9 @@ def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, 
     A source named by the user (``explicit``) must load; the run's recorded source may be gone
     (another machine), and then synthetic images stand in, with a warning.
     """
-    if source is not None and (explicit or Path(source).expanduser().exists()):
+    from edgemeta.runtime.fetch import is_named
+
+    if source is not None and (explicit or is_named(source) or Path(source).expanduser().exists()):
         from edgemeta.runtime.datasets import load_source
 
         try:
@@ -74,8 +72,10 @@ def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, 
     return ImageSet(images, targets, "synthetic", None, True)
 
 
-def _subset(images: np.ndarray, targets: np.ndarray, max_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    classes = np.unique(targets)
+def _subset(images: np.ndarray, targets: np.ndarray, max_classes: int, seed: int,
+            keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_classes`` random classes (of ``keep``, int [K], when given), relabelled 0..n-1."""
+    classes = np.unique(targets) if keep is None else keep
     if len(classes) > max_classes:
         classes = np.sort(np.random.default_rng(seed).choice(classes, max_classes, replace=False))
     keep = np.isin(targets, classes)
@@ -99,3 +99,67 @@ def synthetic_images(spec: PreprocessSpec, classes: int = 20, per_class: int = 2
     if spec.polarity == "dark_on_light":
         imgs = 255 - imgs
     return imgs, np.repeat(np.arange(classes, dtype=np.int64), per_class)
+
+
+# Export verifies on 5-way episodes (export/verify.py).
+VERIFY_WAY = 5
+
+
+def load_validation(config: dict[str, Any], data: str | None, split: str | None, spec: PreprocessSpec,
+                    seed: int = 0) -> ImageSet:
+    """Classes the run never trained on, to verify and measure on: the ``split`` named with
+    --split; else, on the run's own source, its validation split (``vinyals-train``), the test split
+    (``vinyals-trainval``: its validation classes were trained on) or the classes its training held
+    out (``edgemeta.train.data.held_out_classes``, without rotations); on another source, all of it."""
+    source = data if data is not None else config.get("data")
+    explicit = data is not None
+    train_split = config.get("split")
+    if split is not None:
+        named = "" if split == train_split else f"split {split}, named with --split"  # training's own split: not held out
+        return _named(load_images(source, split, spec, explicit=explicit, seed=seed), named)
+    if source is None or not (explicit or Path(source).expanduser().exists()):
+        return load_images(None, None, spec, explicit=False, seed=seed)
+    if not _same_source(source, config.get("data")):
+        return _named(load_images(source, None, spec, explicit=explicit, seed=seed), "another source than the training data")
+    if train_split in HELD_OUT_SPLIT:
+        held = HELD_OUT_SPLIT[train_split]
+        return _named(load_images(source, held, spec, explicit=explicit, seed=seed), f"split {held}")
+    return _held_out_classes(source, train_split, spec, config, seed)
+
+
+def _named(images: ImageSet, held_out: str) -> ImageSet:
+    images.held_out = "" if images.synthetic else held_out
+    return images
+
+
+def _same_source(a: str, b: Any) -> bool:
+    return b is not None and Path(a).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def _held_out_classes(source: str, split: str | None, spec: PreprocessSpec, config: dict[str, Any], seed: int) -> ImageSet:
+    from edgemeta.runtime.datasets import load_source
+    from edgemeta.train.data import held_out_classes
+
+    fs = load_source(source, spec, split=split)
+    mask = held_out_classes(fs, int(config.get("val_groups", 4)), int(config.get("test_way", 5)))
+    if mask.sum() < VERIFY_WAY:  # too few to verify on: the figures then say they are not held out
+        log.warning("the run held out fewer than %d classes; verifying on its training classes", VERIFY_WAY)
+        images, targets = _subset(fs.images, fs.targets, MAX_CLASSES, seed)
+        return ImageSet(images, targets, str(source), split, False)
+    groups = sorted({g for g, m in zip(fs.class_groups, mask) if m and g})
+    images, targets = _subset(fs.images, fs.targets, MAX_CLASSES, seed, keep=np.flatnonzero(mask))
+    what = f"{len(groups)} group(s) held out from training: {', '.join(groups)}" if groups else "classes held out from training"
+    return ImageSet(images, targets, str(source), split, False, what)
+
+
+def domain_metadata(config: dict[str, Any], val: ImageSet) -> dict[str, Any]:
+    """The ``domain`` metadata (``edgemeta.runtime.domain``) from the validation images, the
+    training source's held-out classes; {} for synthetic stand-ins."""
+    from edgemeta.runtime.domain import fit_domain
+
+    if val.synthetic:
+        return {}
+    source = str(config.get("data") or val.source)
+    what = "handwritten characters (Omniglot)" if "omniglot" in source.lower() else f"images like those of {Path(source).name}"
+    return fit_domain(val.images, what, data=val.source, split=val.split, classes=val.describe()["classes"],
+                      held_out=val.held_out or None)

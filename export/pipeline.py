@@ -7,7 +7,7 @@ beside it, loaded back through the runtime, and only then renamed over ``out``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,12 +15,13 @@ import numpy as np
 
 from edgemeta.runtime.metadata import ModelMetadata
 from edgemeta.runtime.preprocess import check_support_shift
+from edgemeta.runtime.rejection import RejectionRule
 
 from .checkpoint import Checkpoint, ExportError, build_model, load_checkpoint
 from .files import atomic_write, check_writable
-from .data import ImageSet, choose_source, load_images
+from .data import ImageSet, choose_source, domain_metadata, load_images, load_validation
 from .onnx_export import export_network, set_metadata, training_summary
-from .threshold import choose_threshold
+from .threshold import calibrate_rejection, legacy_threshold
 from .trim import trim_unread_conv_outputs
 from .verify import (FP32, INT8, check_onnx, compare, embed_onnx, embed_onnx_support, embed_torch, few_shot_accuracy,
                      session)
@@ -50,7 +51,7 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
     check_writable(out)
     ckpt = load_checkpoint(checkpoint)
     model, spec = build_model(ckpt), ckpt.preprocess
-    val = _load(ckpt, opts, validation=True)
+    val = load_validation(ckpt.config, opts.data, opts.split, ckpt.preprocess, seed=opts.seed)
     say(f"verification data: {val.source} ({val.split or 'all'}), {len(val.images)} images")
     proto, exporter = export_network(model, spec, opts.exporter)
     trimmed = trim_unread_conv_outputs(proto)
@@ -63,6 +64,7 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
     say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
     report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)
     meta = _metadata(ckpt, emb, val, opts, report, exporter, support=_support(fp32_session, val, ckpt, opts))
+    meta = replace(meta, network={"id": ckpt.network_id, "reference": True}, domain=domain_metadata(ckpt.config, val))
     set_metadata(proto, meta)
     check_onnx(proto)
     final, reference_final = proto, emb
@@ -86,8 +88,8 @@ def _meta_json(proto) -> str:
     return next(p.value for p in proto.metadata_props if p.key == "edgemeta")
 
 
-def _load(ckpt: Checkpoint, opts: ExportOptions, validation: bool) -> ImageSet:
-    source, split = choose_source(ckpt.config, opts.data, opts.split, validation)
+def _training_images(ckpt: Checkpoint, opts: ExportOptions) -> ImageSet:
+    source, split = choose_source(ckpt.config, opts.data, opts.split)
     return load_images(source, split, ckpt.preprocess, explicit=opts.data is not None, seed=opts.seed)
 
 
@@ -102,9 +104,9 @@ def _support(sess, val: ImageSet, ckpt: Checkpoint, opts: ExportOptions) -> np.n
 def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOptions,
               report: dict[str, Any], exporter: str, precision: str = "fp32",
               support: np.ndarray | None = None) -> ModelMetadata:
-    """The model's metadata; the threshold is chosen on ``emb`` (float32 [M, D]) as queries and
-    ``support`` (float32 [M, D]) as enrolled images, unless given."""
-    threshold, how = _threshold(emb, val, opts, _metric(ckpt), support)
+    """The model's metadata; the rejection rule is calibrated on ``emb`` (float32 [M, D]) as queries
+    and ``support`` (float32 [M, D]) as enrolled images, unless a threshold is given."""
+    threshold, rule, how = _threshold(emb, val, opts, _metric(ckpt), support)
     report["threshold_method"] = how
     accuracy = {"best_val": ckpt.best_val, "export_check": {**report["accuracy"], **val.describe()}, "rejection": how}
     if report.get("int8"):
@@ -113,22 +115,27 @@ def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOpti
     training.update(exporter=exporter, opset=report["opset"], precision=precision)
     return ModelMetadata(preprocess=ckpt.preprocess, embedding_dim=int(emb.shape[1]), metric=_metric(ckpt),
                          threshold=threshold, support_shift=check_support_shift(opts.support_shift),
-                         training=training, accuracy=accuracy)
+                         training=training, accuracy=accuracy, rejection=rule)
 
 
 def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str,
-               support: np.ndarray | None) -> tuple[float | None, dict[str, Any]]:
+               support: np.ndarray | None) -> tuple[float | None, RejectionRule | None, dict[str, Any]]:
+    """(legacy threshold, rejection rule, how they were chosen)."""
     if opts.threshold is None:
-        return None, {"method": "none", "reason": "--threshold none"}
+        return None, None, {"method": "none", "reason": "--threshold none"}
     if opts.threshold != "auto":
         value = float(opts.threshold)
         if not (np.isfinite(value) and value > 0):
             raise ExportError(f"--threshold must be a positive number, 'auto' or 'none', got {opts.threshold}")
-        return value, {"method": "user"}
+        return value, None, {"method": "user"}
     if val.synthetic:
-        return None, {"method": "none", "reason": "no real validation data (synthetic images)"}
-    threshold, how = choose_threshold(emb, val.targets, metric, seed=opts.seed, support_emb=support)
-    return threshold, {**how, "support_shift": opts.support_shift}
+        return None, None, {"method": "none", "reason": "no real validation data (synthetic images)"}
+    rule, how = calibrate_rejection(emb, val.targets, metric, seed=opts.seed, support_emb=support)
+    how = {**how, "support_shift": opts.support_shift, **val.describe()}
+    if rule is None:
+        return None, None, how
+    summary = {k: v for k, v in how.items() if k != "kinds"}
+    return legacy_threshold(rule, how["median_sq_norm"]), replace(rule, calibration=summary), how
 
 
 def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, val: ImageSet,
@@ -138,7 +145,7 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
 
     from .quantize import accuracy_change, calibration_subset, quantize_int8, throughput
 
-    calib = _load(ckpt, opts, validation=False)
+    calib = _training_images(ckpt, opts)
     fp32_bytes = proto.SerializeToString()
     q_bytes = quantize_int8(fp32_bytes, calibration_subset(calib.images, seed=opts.seed), ckpt.preprocess)
     q_session = session(q_bytes)
@@ -151,8 +158,13 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
                       "throughput_batch64": {"fp32": fp32_tp, "int8": int8_tp, "ratio": int8_tp / fp32_tp, "threads": 1}}
     say(f"int8: accuracy change {acc['change_points']:+.2f} points, throughput x{int8_tp / fp32_tp:.2f} at batch 64")
     q = onnx.load_from_string(q_bytes)
-    set_metadata(q, _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8",
-                              support=_support(q_session, val, ckpt, opts)))
+    q_meta = _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8", support=_support(q_session, val, ckpt, opts))
+    # fp32 decisions equal torch's (checked with FP32's min_agreement 1.0), so int8's agreement with
+    # torch on the same episodes is its agreement with the fp32 file.
+    agreement = {"top1": parity["decision_agreement"], "decisions": parity["decisions"], "episodes": parity["episodes"],
+                 **{k: v for k, v in val.describe().items() if k != "synthetic"}}
+    set_metadata(q, replace(q_meta, network={"id": meta.network["id"], "reference": False, "agreement": agreement},
+                            domain=meta.domain))
     check_onnx(q)
     return q, emb
 

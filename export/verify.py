@@ -110,6 +110,14 @@ def decisions(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes:
     return dist.argmin(axis=2)
 
 
+def same_decisions(a: np.ndarray, b: np.ndarray, targets: np.ndarray, metric: str, episodes: int = 200,
+                   seed: int = 0) -> np.ndarray:
+    """bool [episodes, way * query]: whether embeddings ``a`` and ``b`` (float32 [M, D] of the same
+    images) give the same nearest-prototype answer to each query of seeded 5-way 1-shot episodes."""
+    spec = episode_spec(targets)
+    return decisions(a, targets, spec, episodes, seed, metric) == decisions(b, targets, spec, episodes, seed, metric)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, targets: np.ndarray, metric: str, tol: Tolerance,
             episodes: int = 200, seed: int = 0) -> dict[str, Any]:
     """Check ``candidate`` embeddings (float32 [M, D]) against ``reference``; raise ExportError on failure.
@@ -122,8 +130,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, targets: np.ndarray, m
         raise ExportError(f"{tol.name} model returns non-finite embeddings")
     diff = float(np.abs(candidate - reference).max(initial=0.0))
     cos = _cosine(reference, candidate)
-    spec = episode_spec(targets)
-    same = decisions(reference, targets, spec, episodes, seed, metric) == decisions(candidate, targets, spec, episodes, seed, metric)
+    same = same_decisions(reference, candidate, targets, metric, episodes, seed)
     report = {"max_abs_diff": diff, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()),
               "decision_agreement": float(same.mean()), "decisions": int(same.size), "episodes": episodes,
               "images": int(len(reference)), "tolerance": tol.name}

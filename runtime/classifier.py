@@ -10,15 +10,21 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .errors import EdgemetaError, StoreError
+from .interchange import check_store_fits
 from .model import EmbeddingModel
 from .preprocess import check_query_views, check_support_shift
+from .rejection import OperatingPoint, operating_point
 from .store import StoreContents, check_label, read_store, write_store
+from .store_lock import DEFAULT_LOCK_TIMEOUT, store_lock
 
 # Up to this many classes one query's softmax is cheaper in Python floats than in numpy calls
 # (each of which costs a few microseconds whatever its size).
@@ -45,15 +51,21 @@ class _Snapshot:
     minus_2_t: np.ndarray       # float64 [D, C]: the first D rows, a view
     sq_norms: np.ndarray        # float64 [C]: the last row, a view
     ones: np.ndarray            # float64 [C], for row sums by matrix-vector product
+    counts: np.ndarray          # int64 [C]: shots per class, for the rejection rule
 
 
 class FewShotClassifier:
     """Learns classes from a few examples each; classifies by nearest prototype."""
 
     def __init__(self, model: EmbeddingModel, threshold: float | None = None,
-                 support_shift: int | None = None, query_views: int = 1) -> None:
+                 support_shift: int | None = None, query_views: int = 1, *, reject: str | None = None,
+                 far: float | None = None) -> None:
+        """``reject`` ("strict", "balanced" (default), "off") or a target false-accept rate ``far``
+        picks the rejection operating point (runtime/rejection.py); ``threshold``, a squared
+        distance, overrides both for every class alike."""
         self.model = model
-        self.threshold = threshold
+        self.threshold, self.reject, self.far = threshold, reject, far
+        self.operating_point()  # a bad choice fails here, not at the first classify
         self.support_shift = check_support_shift(model.meta.support_shift if support_shift is None else support_shift)
         # Test-time augmentation of queries: 3 views cost 3 network evaluations per query.
         self.query_views = check_query_views(query_views)
@@ -99,10 +111,15 @@ class FewShotClassifier:
     def enroll(self, label: str, images: Any) -> int:
         """Add the images as examples of ``label``; returns the class's number of shots."""
         label = check_label(label)
+        return self.add_embeddings(label, *self.support_sum(images))
+
+    def support_sum(self, images: Any) -> tuple[np.ndarray, int]:
+        """What ``enroll`` adds: the sum float64 [D] of the images' support embeddings and their
+        number. Embed before ``update`` takes a store's lock, then ``add_embeddings`` inside it."""
         emb = self.embed_support(images).astype(np.float64)
         if not np.all(np.isfinite(emb)):
             raise EdgemetaError("the model produced non-finite embeddings for these images")
-        return self.add_embeddings(label, emb.sum(axis=0), emb.shape[0])
+        return emb.sum(axis=0), emb.shape[0]
 
     def add_embeddings(self, label: str, total: np.ndarray, count: int) -> int:
         """Add ``count`` shots whose embeddings sum to ``total`` (float [D])."""
@@ -166,7 +183,8 @@ class FewShotClassifier:
                 partial = np.empty((wide.shape[1] + 1, n))
                 partial[:-1] = -2.0 * wide.T
                 partial[-1] = np.einsum("cd,cd->c", wide, wide)
-                self._snapshot = _Snapshot(tuple(self._order), protos, partial, partial[:-1], partial[-1], np.ones(n))
+                self._snapshot = _Snapshot(tuple(self._order), protos, partial, partial[:-1], partial[-1], np.ones(n),
+                                           self._counts[:n].copy())
             return self._snapshot
 
     # -- prediction --------------------------------------------------------------------
@@ -248,47 +266,91 @@ class FewShotClassifier:
         return [_new_prediction(Prediction, (labels[j], float(weights[j]) / total, max(float(d[j]) + query_sq, 0.0)))
                 for j in order]
 
-    def effective_threshold(self, threshold: float | None = None) -> float | None:
-        """The rejection threshold in force: the caller's, else this classifier's, else the model's."""
-        for t in (threshold, self.threshold, self.model.meta.threshold):
-            if t is not None:
-                return float(t)
-        return None
+    def operating_point(self, reject: str | None = None, far: float | None = None,
+                        threshold: float | None = None) -> OperatingPoint:
+        """The rejection rule in force: the call's choice when it makes one, else this classifier's,
+        else the model's ``balanced`` point."""
+        if threshold is None and reject is None and far is None:
+            threshold, reject, far = self.threshold, self.reject, self.far
+        return operating_point(self.model.meta.rejection, self.model.meta.threshold, reject, far, threshold)
 
-    def classify(self, images: Any, threshold: float | None = None) -> list[str | None]:
-        """Top-1 label per image, or None when its distance exceeds the rejection threshold."""
-        limit = self.effective_threshold(threshold)
-        return [None if limit is not None and p[0].distance > limit else p[0].label
-                for p in self.predict(images, top_k=1)]
+    def decide(self, images: Any, top_k: int = 1, *, reject: str | None = None, far: float | None = None,
+               threshold: float | None = None) -> tuple[list[list[Prediction]], list[bool]]:
+        """Per image its ``top_k`` predictions (as ``predict``) and whether the rejection rule accepts
+        its nearest class (False: the image is unknown)."""
+        op = self.operating_point(reject, far, threshold)
+        preds = self.predict(images, top_k)
+        return preds, self.accepts(preds, op)
+
+    def accepts(self, predictions: list[list[Prediction]], op: OperatingPoint | None = None) -> list[bool]:
+        """Whether ``op`` (default: the one in force) accepts each prediction list's first entry."""
+        op = op or self.operating_point()
+        snap = self._current()
+        row = {lab: i for i, lab in enumerate(snap.labels)}
+        # Classes enrolled or removed since predict: its snapshot is gone; a class no longer there
+        # counts as a zero-length prototype (unknown under the calibrated rule), never as another class.
+        index = np.array([row.get(p[0].label, -1) for p in predictions], dtype=np.int64)
+        shots = np.where(index >= 0, snap.counts[index], 1)
+        sq_norms = np.where(index >= 0, snap.sq_norms[index], 0.0)
+        dist = [p[0].distance for p in predictions]
+        return op.accepts(dist, shots, len(snap.labels), sq_norms).tolist()
+
+    def classify(self, images: Any, threshold: float | None = None, *, reject: str | None = None,
+                 far: float | None = None) -> list[str | None]:
+        """Top-1 label per image, or None when the rejection rule calls it unknown."""
+        preds, accepted = self.decide(images, 1, reject=reject, far=far, threshold=threshold)
+        return [p[0].label if ok else None for p, ok in zip(preds, accepted)]
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the store atomically (the old file stays intact if this is interrupted)."""
+        """Write the store atomically: a crash or kill mid-save leaves the old file readable.
+
+        NOT serialized against other writers: two processes that load, change and save one file
+        at the same time keep only one's change; ``update`` serializes them. A read-only store is
+        refused (``StoreError``); a replaced store keeps its file mode.
+        """
         with self._lock:
             n = len(self._order)
             contents = StoreContents(list(self._order), self._sums[:n].copy(), self._counts[:n].copy(),
-                                     self.model.fingerprint, self.model.meta.metric)
+                                     self.model.fingerprint, self.model.meta.metric,
+                                     self.model.meta.store_network_id or "")
         write_store(path, contents)
 
     @classmethod
+    @contextmanager
+    def update(cls, path: str | os.PathLike, model: EmbeddingModel,
+               lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[FewShotClassifier]:
+        """``with FewShotClassifier.update("s.npz", model) as clf: clf.enroll(...)`` changes a store
+        file in place, safely beside other processes and threads doing the same.
+
+        Takes the store's write lock (waiting at most ``lock_timeout`` seconds, then
+        ``StoreError``), loads the store (a new empty classifier when there is no file), yields
+        it, saves it atomically when the block ends normally and nothing when it raises, then
+        releases the lock. No other ``update``, ``edgemeta enroll`` or ``remove`` can interleave
+        with it, so every completed one is kept. Others wait for the block: embed many images
+        before it (``support_sum``) and only ``add_embeddings`` inside.
+        """
+        with store_lock(path, lock_timeout):
+            clf = cls.load(path, model) if Path(path).exists() else cls(model)
+            yield clf
+            clf.save(path)
+
+    @classmethod
     def load(cls, path: str | os.PathLike, model: EmbeddingModel, threshold: float | None = None,
-             query_views: int = 1) -> "FewShotClassifier":
+             query_views: int = 1, *, reject: str | None = None, far: float | None = None) -> "FewShotClassifier":
         """Read a store made with ``model``, or with a file its metadata lists as computing the same
         embeddings (a store of another model is refused); ``query_views`` as in the constructor
         (a query-time choice: stores hold prototypes only)."""
         contents = read_store(path)
-        if contents.model_fingerprint not in (model.fingerprint, *model.meta.equivalent_fingerprints):
-            raise StoreError(
-                f"store {path} was made with another model (fingerprint {contents.model_fingerprint[:12]}), "
-                f"not {model.path.name} ({model.fingerprint[:12]})")
+        check_store_fits(contents, model.meta, model.fingerprint, model.path.name, path)
         if contents.sums.shape[1] != model.embedding_dim:
             raise StoreError(f"store {path} holds {contents.sums.shape[1]}-d prototypes, the model makes {model.embedding_dim}-d")
-        clf = cls(model, threshold=threshold, query_views=query_views)
+        clf = cls(model, threshold=threshold, query_views=query_views, reject=reject, far=far)
         for label, total, count in zip(contents.labels, contents.sums, contents.counts):
             try:
                 check_label(label)
             except EdgemetaError as e:
-                raise StoreError(f"store {path} holds an invalid label: {e}") from None
+                raise StoreError(f"store {path} holds an invalid label ({e}); edgemeta remove drops it") from None
             clf.add_embeddings(label, total, int(count))
         return clf
 

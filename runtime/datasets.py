@@ -6,7 +6,8 @@
 - the official Omniglot release: folders ``images_background/Alphabet/characterNN/*.png``
   (or their parent), or the two official zips (or their parent folder);
 - MNIST IDX files: a folder holding ``*-images-idx3-ubyte[.gz]`` or that file (labels beside it);
-- any class-per-folder image tree (torchvision ``ImageFolder`` conventions).
+- any class-per-folder image tree (torchvision ``ImageFolder`` conventions);
+- the names ``omniglot``, ``mnist``, ``mnist-train``: the official files, fetched once (``fetch.py``).
 
 Every image goes through ``prepare_uint8(spec)`` once, so ``FewShotData.images`` is exactly what
 the runtime would produce for the same pictures. Omniglot rotations by 90/180/270 degrees
@@ -22,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, EdgemetaError
-from .omniglot_files import (MAX_UNPACKED_BYTES, OMNIGLOT_SETS, READ_ERRORS, Char, dir_chars, npz_chars,
-                             package_text, zip_chars)
+from .fetch import NAMES, fetch, is_named
+from .omniglot_files import (MAX_UNPACKED_BYTES, OMNIGLOT_SETS, READ_ERRORS, Char, canonical_order, dir_chars,
+                             npz_chars, package_text, zip_chars)
 from .preprocess import PreprocessSpec, prepare_uint8
 
 SPLITS = ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-trainval", "vinyals-test")
@@ -66,11 +68,11 @@ def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
     rotations: add the 90/180/270 degree rotations as classes. None: only what a Vinyals
         list names (no rotations for the other splits). False with a Vinyals split keeps rot000.
     """
-    path = Path(src).expanduser()
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+    path = resolve(src, split)
     if not path.exists():
-        raise DataError(f"data source not found: {path}")
+        raise DataError(f"data source not found: {path} (nor one of the named sources {', '.join(NAMES)})")
     kind = _detect(path)
     if kind in ("mnist", "folder") and split is not None:
         raise DataError(f"--split applies to Omniglot sources only ({path} looks like {kind})")
@@ -88,6 +90,26 @@ def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
         raise DataError(f"{path}: {e}") from None
     except READ_ERRORS as e:
         raise DataError(f"cannot read data source {path}: {type(e).__name__}: {e}") from None
+
+
+def resolve(src: str | Path, split: str | None = None) -> Path:
+    """The local path behind ``src``: a named source (``fetch.NAMES``) fetched once, else ``src`` itself."""
+    if not is_named(src):
+        return Path(src).expanduser()
+    if NAMES[str(src)] != "omniglot" and split is not None:
+        raise DataError(f"--split applies to Omniglot sources only ({src} is MNIST)")
+    return fetch(str(src), _sets_for(split))
+
+
+def is_omniglot(src: str | Path) -> bool:
+    """Whether ``src`` is an Omniglot source, without fetching a named one; False when unreadable."""
+    if is_named(src):
+        return NAMES[str(src)] == "omniglot"
+    path = Path(src).expanduser()
+    try:
+        return path.exists() and _detect(path).startswith("omniglot")
+    except (EdgemetaError, OSError):
+        return False
 
 
 def _detect(path: Path) -> str:
@@ -118,6 +140,7 @@ def _load_omniglot(path: Path, kind: str, spec: PreprocessSpec, split: str | Non
                    rotations: bool | None) -> FewShotData:
     sets = _sets_for(split)
     chars = {"omniglot-npz": npz_chars, "omniglot-dir": dir_chars, "omniglot-zip": zip_chars}[kind](path, sets)
+    chars = canonical_order(chars)
     if not chars:
         raise DataError(f"no Omniglot characters for split {split or 'all'} in {path}")
     if split is not None and split.startswith("vinyals-"):

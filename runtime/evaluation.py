@@ -14,8 +14,9 @@ appear, as in the mixed protocol.
 
 Open set: ``unknown`` U extra classes per episode contribute Q queries each but are never
 enrolled. The rejection score is the distance to the nearest prototype; AUROC (pooled over all
-episodes) says how well it separates unknown from known queries, and at a threshold a query is
-rejected when that distance is above it.
+episodes) says how well it separates unknown from known queries; a query is rejected as the
+classifier would reject it (``rejection.OperatingPoint.accepts`` with the episode's shots and way).
+``threshold`` in the result is the median squared-distance limit it set for known queries.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from .errors import DataError
 from .preprocess import QUERY_VIEW_OFFSETS, check_query_views
+from .rejection import OperatingPoint
 
 BLOCK_EPISODES = 50
 Progress = Callable[[int], None]
@@ -78,6 +80,7 @@ class EvalResult:
     open_ci95: float | None = None
     false_accept_rate: float | None = None
     false_reject_rate: float | None = None
+    rejection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,25 +206,33 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def score_block(emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_block``'s ``correct`` and ``min_dist``."""
+    correct, min_dist, _ = nearest_block(emb, ep, support_emb)
+    return correct, min_dist
+
+
+def nearest_block(emb: np.ndarray, ep: Episodes,
+                  support_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest-prototype decisions for a block of episodes.
 
     emb: float32 [M, D] (already L2-normalized for ``cosine``); support_emb: float32 [M, D], the
     same images embedded as support (``EmbeddingModel.embed_prepared_support``), default ``emb``.
     Returns ``correct`` bool [E, (N+U) * Q] (always False for unknown queries) and ``min_dist``
-    float32 [E, (N+U) * Q], the squared distance to the nearest prototype; queries are ordered
-    class-major, known classes first.
+    float32 [E, (N+U) * Q], the squared distance to the nearest prototype, and ``nearest_sq_norm``
+    float32 [E, (N+U) * Q], that prototype's squared length (for the rejection rule); queries are
+    ordered class-major, known classes first.
     """
     e, n, _ = ep.support.shape
     protos = (emb if support_emb is None else support_emb)[ep.support].mean(axis=2)  # [E, N, D]
     queries = emb[ep.query.reshape(e, -1)]                               # [E, T, D]
-    dist = (np.einsum("etd,etd->et", queries, queries)[:, :, None]
-            + np.einsum("end,end->en", protos, protos)[:, None, :]
+    proto_sq = np.einsum("end,end->en", protos, protos)                  # [E, N]
+    dist = (np.einsum("etd,etd->et", queries, queries)[:, :, None] + proto_sq[:, None, :]
             - 2.0 * np.matmul(queries, protos.transpose(0, 2, 1)))      # [E, T, N]
     np.maximum(dist, 0.0, out=dist)
     q = ep.query.shape[2]
     truth = np.repeat(np.arange(ep.query.shape[1]), q)                   # unknown rows have ids >= N
-    correct = dist.argmin(axis=2) == truth[None, :]
-    return correct, dist.min(axis=2)
+    best = dist.argmin(axis=2)
+    return best == truth[None, :], dist.min(axis=2), np.take_along_axis(proto_sq, best, axis=1)
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
@@ -242,9 +253,11 @@ def _mean_ci(per_episode: np.ndarray) -> tuple[float, float]:
 
 def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: int, seed: int = 0, *,
              groups: Sequence[str] | None = None, metric: str = "sqeuclidean", threshold: float | None = None,
-             progress: Progress | None = None, support_emb: np.ndarray | None = None) -> EvalResult:
+             progress: Progress | None = None, support_emb: np.ndarray | None = None,
+             rejection: OperatingPoint | None = None) -> EvalResult:
     """Run ``episodes`` episodes on embeddings ``emb`` (float32 [M, D]) labelled by ``targets`` (int64 [M]);
-    prototypes from ``support_emb`` (float32 [M, D], the images embedded as support) when given."""
+    prototypes from ``support_emb`` (float32 [M, D], the images embedded as support) when given.
+    Unknown queries are rejected by ``rejection``, else by one squared distance ``threshold``."""
     if episodes < 1:
         raise DataError(f"--episodes must be at least 1, got {episodes}")
     if len(emb) != len(targets):
@@ -257,33 +270,41 @@ def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: 
             raise ValueError(f"support embeddings {support_emb.shape} do not match {emb.shape}")
         support_emb = l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
     known_n = spec.way * spec.query
-    acc, correct_all, dist_all = [], [], []
+    acc, correct_all, dist_all, norm_all = [], [], [], []
     for start in range(0, episodes, BLOCK_EPISODES):
         block = min(BLOCK_EPISODES, episodes - start)
-        correct, min_dist = score_block(emb, sampler.sample(rng, block), support_emb)
+        correct, min_dist, sq_norm = nearest_block(emb, sampler.sample(rng, block), support_emb)
         acc.append(correct[:, :known_n].mean(axis=1))
         correct_all.append(correct)
         dist_all.append(min_dist)
+        norm_all.append(sq_norm)
         if progress is not None:
             progress(block)
     accuracy, ci95 = _mean_ci(np.concatenate(acc))
     result = EvalResult(accuracy, ci95, spec.way, spec.shot, spec.query, episodes, spec.unknown, spec.within_group,
-                        seed, metric, len(sampler.eligible), threshold)
-    _open_set(result, np.concatenate(correct_all), np.concatenate(dist_all), known_n, threshold)
+                        seed, metric, len(sampler.eligible))
+    if rejection is None:
+        rejection = OperatingPoint(threshold, name="threshold" if threshold is not None else "off")
+    _open_set(result, np.concatenate(correct_all), np.concatenate(dist_all), np.concatenate(norm_all), known_n, rejection)
     return result
 
 
-def _open_set(result: EvalResult, correct: np.ndarray, min_dist: np.ndarray, known_n: int,
-              threshold: float | None) -> None:
-    """Fill the rejection figures of ``result`` from correct / min_dist (both [E, T])."""
-    unknown_dist = min_dist[:, known_n:]
-    if unknown_dist.size:
-        result.auroc = auroc(min_dist[:, :known_n], unknown_dist)
-    if threshold is None:
+def _open_set(result: EvalResult, correct: np.ndarray, min_dist: np.ndarray, sq_norm: np.ndarray, known_n: int,
+              rejection: OperatingPoint) -> None:
+    """Fill the rejection figures of ``result`` from correct / min_dist / the nearest prototype's
+    squared length (all [E, T]); ``result.threshold`` is the median limit over known queries."""
+    limits = rejection.limits(result.shot, result.way, sq_norm)
+    # AUROC of the rule's own score, d / limit (the plain distance when it has no limits)
+    score = min_dist / limits if rejection.tau is not None else min_dist
+    if min_dist.shape[1] > known_n:
+        result.auroc = auroc(score[:, :known_n], score[:, known_n:])
+    if rejection.tau is None:
         return
-    accepted = min_dist <= threshold
+    result.rejection = rejection.to_dict()
+    result.threshold = float(np.median(limits[:, :known_n]))
+    accepted = rejection.accepts(min_dist, result.shot, result.way, sq_norm)
     right = np.concatenate([correct[:, :known_n] & accepted[:, :known_n], ~accepted[:, known_n:]], axis=1)
     result.open_accuracy, result.open_ci95 = _mean_ci(right.mean(axis=1))
     result.false_reject_rate = float((~accepted[:, :known_n]).mean())
-    if unknown_dist.size:
+    if min_dist.shape[1] > known_n:
         result.false_accept_rate = float(accepted[:, known_n:].mean())

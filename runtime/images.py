@@ -31,6 +31,9 @@ RESIZE_FILTERS = {
 # bomb or far larger than any few-shot input needs.
 MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024
+# Below this on a side an input holds too little to recognize; upscaling it to the model's size
+# would only invent pixels, so it is refused rather than silently blurred into a guess.
+MIN_IMAGE_SIDE = 8
 _CHANNEL_AXIS_SIZES = (1, 3, 4)
 
 
@@ -79,6 +82,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             w, h = img.size
             if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
                 raise ImageError(f"image declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS}: {p}")
+            check_image_size(w, h, p)
             img.load()
     except ImageError:
         raise
@@ -108,10 +112,18 @@ def _pil_mode_to_uint8(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
+def check_image_size(width: int, height: int, name: object = None) -> None:
+    """ImageError when an input image is under ``MIN_IMAGE_SIDE`` pixels on a side (before any resizing)."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        where = f": {name}" if name is not None else ""
+        raise ImageError(f"image is {width}x{height} pixels, under the minimum of {MIN_IMAGE_SIDE} on a side{where}")
+
+
 def _pil_to_array(img: Image.Image, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageError(f"image of {w}x{h} pixels is over the limit of {MAX_IMAGE_PIXELS}")
+    check_image_size(w, h, getattr(img, "filename", "") or "a PIL image")
     try:
         img = _pil_mode_to_uint8(img, channels)
         if img.size != (size[1], size[0]):
@@ -162,6 +174,8 @@ def _from_array(arr: np.ndarray, size: tuple[int, int], channels: int, resize: s
         raise ImageError("no images given (empty batch)")
     if min(batch.shape[1], batch.shape[2]) < 1:
         raise ImageError(f"image array of shape {arr.shape} has no pixels")
+    if batch.shape[1:3] != tuple(size):  # an array at the model's own size is what the model takes
+        check_image_size(batch.shape[2], batch.shape[1], f"an array of shape {arr.shape}")
     batch = _array_to_uint8(batch)
     if batch.shape[1:3] == tuple(size) and batch.shape[3] == channels:
         return batch

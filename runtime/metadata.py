@@ -7,14 +7,20 @@ Stored in the model's ``metadata_props`` under the key ``edgemeta`` as one JSON 
       "input_name": "images",  "output_name": "embeddings",
       "embedding_dim": 64,
       "metric": "sqeuclidean" | "cosine",
-      "threshold": null | float,        # squared distance above which a query is unknown
+      "threshold": null | float,        # squared distance above which a query is unknown (the rule
+                                        # of files without a "rejection" section; kept for old readers)
       "support_shift": 0..3,            # enrolled images are embedded as the mean over their
                                         # shifts by up to this many pixels (0: as they are)
       "preprocess": {PreprocessSpec.to_dict()},
       "training": {...},                # data, split, episodes, backbone, ... (free form)
       "accuracy": {...},                # measured figures, free form
-      "equivalent_fingerprints": [...]  # optional: sha256 of earlier files whose network computes
+      "equivalent_fingerprints": [...], # optional: sha256 of earlier files whose network computes
                                         # the same embeddings; their prototype stores load here
+      "network": {...},                 # optional: {"id": hex, "reference": bool, "agreement": {...}}:
+                                        # files of one network share stores (see store_network_id)
+      "domain": {...},                  # optional: what the training images looked like (domain.py)
+      "rejection": {...}                # optional: the calibrated unknown-rejection rule (rejection.py);
+                                        # without it the rule falls back on "threshold"
     }
 """
 
@@ -25,13 +31,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .domain import check_domain
 from .errors import ModelError
 from .preprocess import PreprocessSpec, check_support_shift
+from .rejection import RejectionRule
 
 METADATA_KEY = "edgemeta"
+# Written by ``edgemeta bake`` (export/bake.py) beside METADATA_KEY: they mark a classifier graph
+# (prototypes inside, scores out), which must not be taken for the embedding model it was made from.
+CLASSIFIER_KEY = "edgemeta.classifier"
+LABELS_KEY = "labels"
 FORMAT_VERSION = 1
 METRICS = ("sqeuclidean", "cosine")
 MAX_METADATA_BYTES = 1_000_000
+# A file of a network that is not its reference (fp32) file shares prototype stores with it when export
+# measured at least this top-1 nearest-prototype agreement with the reference on validation episodes.
+MIN_STORE_AGREEMENT = 0.995
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,28 @@ class ModelMetadata:
     accuracy: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     equivalent_fingerprints: tuple[str, ...] = ()
+    network: dict[str, Any] = field(default_factory=dict)
+    domain: dict[str, Any] = field(default_factory=dict)
+    rejection: RejectionRule | None = None
+
+    @property
+    def store_network_id(self) -> str | None:
+        """The network id this file's prototype stores record and accept: set for the network's
+        reference file and for files (int8) whose measured agreement with it reaches
+        ``MIN_STORE_AGREEMENT``; None otherwise (stores then tie to the file's fingerprint only)."""
+        net = self.network
+        if not net.get("id"):
+            return None
+        if net.get("reference") or self.store_agreement >= MIN_STORE_AGREEMENT:
+            return str(net["id"])
+        return None
+
+    @property
+    def store_agreement(self) -> float:
+        """The measured top-1 agreement with the network's reference file (1.0 for the reference)."""
+        if self.network.get("reference"):
+            return 1.0
+        return float((self.network.get("agreement") or {}).get("top1", 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -63,6 +100,12 @@ class ModelMetadata:
         }
         if self.equivalent_fingerprints:
             d["equivalent_fingerprints"] = list(self.equivalent_fingerprints)
+        if self.network:
+            d["network"] = self.network
+        if self.domain:
+            d["domain"] = self.domain
+        if self.rejection is not None:
+            d["rejection"] = self.rejection.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -105,6 +148,9 @@ class ModelMetadata:
                 accuracy=dict(d.get("accuracy") or {}),
                 format_version=version,
                 equivalent_fingerprints=_fingerprints(d.get("equivalent_fingerprints", [])),
+                network=_network(d.get("network") or {}),
+                domain=check_domain(d.get("domain") or {}),
+                rejection=None if d.get("rejection") is None else RejectionRule.from_dict(d["rejection"]),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"invalid edgemeta metadata: {e!r}") from None
@@ -123,3 +169,39 @@ def _fingerprints(value: Any) -> tuple[str, ...]:
             isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in value):
         raise ValueError("equivalent_fingerprints must be a list of sha256 hex digests")
     return tuple(value)
+
+
+def is_baked_classifier(props: dict[str, str]) -> bool:
+    """Whether ONNX ``metadata_props`` are those of a file made by ``edgemeta bake``."""
+    return CLASSIFIER_KEY in props or (METADATA_KEY in props and LABELS_KEY in props)
+
+
+def classifier_summary(props: dict[str, str]) -> dict[str, Any]:
+    """What a baked classifier's metadata says: {"classes", "shots": {label: count}, "model_fingerprint",
+    "embedding_dim", "metric", "threshold"}; ModelError when it is damaged."""
+    try:
+        if len(props.get(CLASSIFIER_KEY, "")) > MAX_METADATA_BYTES:
+            raise ValueError("too large")
+        info = json.loads(props[CLASSIFIER_KEY]) if CLASSIFIER_KEY in props else {}
+        labels = info.get("labels", json.loads(props.get(LABELS_KEY, "[]")))
+        shots = info.get("shots", [None] * len(labels))
+        if not (isinstance(labels, list) and isinstance(shots, list) and len(shots) == len(labels)):
+            raise ValueError("labels and shots do not match")
+        meta = ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None
+    except (ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise ModelError(f"baked classifier metadata is damaged: {e}") from None
+    return {"classes": len(labels), "shots": {str(lab): n for lab, n in zip(labels, shots)},
+            "model_fingerprint": info.get("model_fingerprint"),
+            "embedding_dim": meta and meta.embedding_dim, "metric": meta and meta.metric,
+            "threshold": meta and meta.threshold}
+
+
+def _network(value: Any) -> dict[str, Any]:
+    """The ``network`` section: an object whose id (when present) is a string and whose agreement a number."""
+    if not isinstance(value, dict) or not isinstance(value.get("id", ""), str) \
+            or not isinstance(value.get("agreement") or {}, dict):
+        raise ValueError("network must be an object with a string id and an agreement object")
+    top1 = float((value.get("agreement") or {}).get("top1", 0.0))
+    if not 0.0 <= top1 <= 1.0:
+        raise ValueError("network agreement top1 must be a fraction")
+    return value

@@ -11,8 +11,9 @@ import numpy as np
 import onnxruntime as ort
 
 from .binding import PerThreadBindings, SingleImageBinding
+from .domain import out_of_domain
 from .errors import ModelError
-from .metadata import METADATA_KEY, ModelMetadata
+from .metadata import METADATA_KEY, ModelMetadata, classifier_summary, is_baked_classifier
 from .preprocess import (QUERY_VIEW_OFFSETS, OneGrayImage, _normalize_with, check_query_views, check_support_shift,
                          normalize_constants, offset_views, prepare_uint8, shift_offsets)
 
@@ -89,6 +90,21 @@ def _read_model_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def baked_classifier_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What a file made by ``edgemeta bake`` holds (``classifier_summary`` plus "fingerprint" and
+    "bytes"); None for any other file, which ``EmbeddingModel`` then explains."""
+    path = Path(path)
+    try:
+        data = _read_model_bytes(path)
+        session = ort.InferenceSession(data, _session_options(None, 0), providers=["CPUExecutionProvider"])
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    except Exception:
+        return None
+    if not is_baked_classifier(props):
+        return None
+    return {"fingerprint": hashlib.sha256(data).hexdigest(), "bytes": len(data), **classifier_summary(props)}
+
+
 class EmbeddingModel:
     """Loads ``model.onnx``, checks it, and embeds images.
 
@@ -160,6 +176,9 @@ class EmbeddingModel:
             props = self._session.get_modelmeta().custom_metadata_map
         except Exception as e:  # e.g. metadata that is not UTF-8
             raise ModelError(f"cannot read the metadata of {self.path}: {type(e).__name__}") from None
+        if is_baked_classifier(props):
+            raise ModelError(f"{self.path} is a baked classifier (edgemeta bake), not an embedding model: run it "
+                             "with onnxruntime directly, or pass the embedding model it was baked from")
         if METADATA_KEY not in props:
             raise ModelError(f"ONNX model has no edgemeta metadata (key {METADATA_KEY!r}): {self.path}")
         return ModelMetadata.from_json(props[METADATA_KEY])
@@ -185,6 +204,15 @@ class EmbeddingModel:
     def prepare(self, images: Any) -> np.ndarray:
         """Any accepted image form -> canonical uint8 [N, H, W, C]."""
         return prepare_uint8(images, self.meta.preprocess)
+
+    def out_of_domain(self, images: Any) -> np.ndarray:
+        """bool [N]: which images look unlike the model's training images (``domain.py``; all
+        False when the file records no domain). Separate from ``embed``: only callers who ask pay."""
+        return self.out_of_domain_prepared(self.prepare(images))
+
+    def out_of_domain_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """``out_of_domain`` for uint8 [N, H, W, C] from ``prepare``."""
+        return out_of_domain(batch, self.meta.domain)
 
     def run_single_bound(self, images: Any) -> SingleImageBinding | None:
         """For one uint8 grayscale image at the model's size (see ``OneGrayImage``): run it on this

@@ -47,6 +47,15 @@ def character_table() -> dict[str, list[tuple[str, str]]]:
     return table
 
 
+def canonical_order(chars: list[Char]) -> list[Char]:
+    """``chars`` in the npz row order (background before evaluation), so that the official folders
+    and zips give the same classes, and so the same episodes, as the npz files; characters the
+    table does not know follow in their given order."""
+    table = character_table()
+    rank = {name: i for i, name in enumerate(table["background"] + table["evaluation"])}
+    return sorted(chars, key=lambda ch: rank.get((ch[0], ch[1]), len(rank)))
+
+
 def npz_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
     if path.is_file():
         set_name = next((s for s in OMNIGLOT_SETS if s in path.stem), None)

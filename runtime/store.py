@@ -1,7 +1,9 @@
 """The prototype store file: a versioned ``.npz`` that loads without pickle, written atomically.
 
 Arrays: ``format_version`` int64 [], ``labels`` unicode [C], ``sums`` float64 [C, D],
-``counts`` int64 [C], ``model_fingerprint`` unicode [], ``metric`` unicode [].
+``counts`` int64 [C], ``model_fingerprint`` unicode [], ``metric`` unicode []; optional
+``network_id`` unicode [] (the ``store_network_id`` of the model that made it; stores written
+before it have none, and format 1 readers that predate it ignore it).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import glob
 import lzma
 import math
 import os
+import stat
 import tokenize
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -37,7 +41,9 @@ _READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, Typ
 
 
 def check_label(label: Any) -> str:
-    """Labels are data: any non-empty string up to 256 characters (never used as a path)."""
+    """Labels are data (never used as a path): a non-empty string of up to 256 characters of valid
+    Unicode text that prints on one line. Spaces and format characters (the joiners inside emoji,
+    bidi marks) are fine; terminals and JSON get them escaped."""
     if not isinstance(label, str):
         raise EdgemetaError(f"a label must be a string, got {type(label).__name__}")
     if not label.strip():
@@ -46,7 +52,18 @@ def check_label(label: Any) -> str:
         raise EdgemetaError(f"a label must be at most {MAX_LABEL_LENGTH} characters")
     if "\x00" in label:  # the store's fixed-width strings drop trailing NULs: "a\x00" would become "a"
         raise EdgemetaError("a label must not contain NUL characters")
+    for i, c in enumerate(label):
+        why = _UNPRINTABLE.get(unicodedata.category(c))
+        if why is not None:
+            raise EdgemetaError(f"a label must be printable text on one line: character {i + 1} is "
+                                f"U+{ord(c):04X} ({why})")
     return label
+
+
+# Unicode categories a label may not hold. A lone surrogate is what a command-line byte that is not
+# UTF-8 becomes: it cannot be encoded, so printing or baking the label would fail later.
+_UNPRINTABLE = {"Cc": "a control character", "Zl": "a line break", "Zp": "a line break",
+                "Cs": "a lone surrogate: was the label given in an encoding other than UTF-8?"}
 
 
 @dataclass
@@ -56,6 +73,7 @@ class StoreContents:
     counts: np.ndarray     # int64 [C]
     model_fingerprint: str
     metric: str
+    network_id: str = ""   # "": the store loads only with the model whose fingerprint it holds
 
 
 def write_store(path: str | os.PathLike, contents: StoreContents) -> None:
@@ -66,10 +84,12 @@ def write_store(path: str | os.PathLike, contents: StoreContents) -> None:
     and removes them.
     """
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise StoreError(f"cannot write store: folder does not exist: {folder}")
-    fd, tmp = _locked_temp(folder, target.name)
+    mode = check_writable(target)
+    folder = _folder(target)
+    try:
+        fd, tmp = _locked_temp(folder, target.name, mode)
+    except OSError as e:
+        raise write_error(target, e) from None
     f = os.fdopen(fd, "wb")
     try:
         np.savez(
@@ -80,33 +100,75 @@ def write_store(path: str | os.PathLike, contents: StoreContents) -> None:
             counts=np.asarray(contents.counts, dtype=np.int64),
             model_fingerprint=np.str_(contents.model_fingerprint),
             metric=np.str_(contents.metric),
+            network_id=np.str_(contents.network_id),
         )
         f.flush()
         os.fsync(f.fileno())
         if fcntl is None:
             f.close()  # Windows cannot rename an open file
         os.replace(tmp, target)  # on POSIX still open, so still locked, until renamed
-    except BaseException:
+    except BaseException as e:
         f.close()
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(target, e) from None
         raise
     f.close()
     fsync_dir(folder)
     _remove_stale_temps(folder, target.name)
 
 
+def _folder(target: Path) -> Path:
+    return target.parent if str(target.parent) else Path(".")
+
+
+def check_writable(path: str | os.PathLike) -> int:
+    """Refuse a store that must not be replaced; returns the file mode its new file gets: the
+    existing store's (the owner's choice is kept), else 0o644.
+
+    A store without write permission is refused, and so is one with no write bit at all even
+    for root (who may write anything): read-only is its owner's intent, and an atomic rename
+    would otherwise replace the file without a word.
+    """
+    target = Path(path)
+    folder = _folder(target)
+    if not folder.is_dir():
+        raise StoreError(f"cannot write store {target}: folder {folder} does not exist")
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        return 0o644  # readable like any file open() makes, not mkstemp's 0600
+    except OSError as e:
+        raise write_error(target, e) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"cannot write store {target}: not a regular file")
+    if not os.access(target, os.W_OK) or not st.st_mode & 0o222:
+        raise StoreError(f"store is read-only: {target} (make the file writable to change it)")
+    return stat.S_IMODE(st.st_mode)
+
+
+def write_error(target: Path, e: OSError) -> StoreError:
+    """A failed write as one line naming the store, not the temp or lock file beside it."""
+    folder = _folder(target)
+    if not folder.is_dir():
+        return StoreError(f"cannot write store {target}: folder {folder} does not exist")
+    if isinstance(e, PermissionError):
+        return StoreError(f"cannot write store {target}: no permission to write in folder {folder}")
+    return StoreError(f"cannot write store {target}: {e.strerror or e}")
+
+
 def _temp_pattern(name: str) -> str:
     return f".{glob.escape(name)}.*.tmp"
 
 
-def _locked_temp(folder: Path, name: str) -> tuple[int, str]:
-    """A new temp file beside the store, open and exclusively locked."""
+def _locked_temp(folder: Path, name: str, mode: int) -> tuple[int, str]:
+    """A new temp file beside the store with file mode ``mode``, open and exclusively locked."""
     import tempfile  # only writers need it (about 8 ms to import; classify never writes)
 
     while True:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a store is as readable as a file open() makes
-            os.fchmod(fd, 0o644)
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600
+            os.fchmod(fd, mode)
         if fcntl is None:
             return fd, tmp
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -167,6 +229,7 @@ def read_store(path: str | os.PathLike) -> StoreContents:
             if missing:
                 raise StoreError(f"not an edgemeta store (missing {', '.join(missing)}): {p}")
             arrays = {k: z[k] for k in _KEYS}
+            arrays["network_id"] = z["network_id"] if "network_id" in z.files else np.str_("")
     except StoreError:
         raise
     except _READ_ERRORS as e:
@@ -208,6 +271,7 @@ def _validate(a: dict[str, np.ndarray], p: Path) -> StoreContents:
         and counts.ndim == 1 and np.issubdtype(counts.dtype, np.integer) and counts.shape[0] == labels.shape[0]
         and a["model_fingerprint"].dtype.kind == "U" and a["model_fingerprint"].shape == ()
         and a["metric"].dtype.kind == "U" and a["metric"].shape == ()
+        and a["network_id"].dtype.kind == "U" and a["network_id"].shape == ()
     )
     if not ok:
         raise StoreError(f"store is corrupted (inconsistent arrays): {p}")
@@ -216,4 +280,5 @@ def _validate(a: dict[str, np.ndarray], p: Path) -> StoreContents:
         raise StoreError(f"store is corrupted (empty or repeated labels): {p}")
     if (counts < 1).any() or (counts > MAX_COUNT).any() or not np.all(np.isfinite(sums)):
         raise StoreError(f"store is corrupted (bad counts or non-finite sums): {p}")
-    return StoreContents(label_list, sums, counts.astype(np.int64), str(a["model_fingerprint"]), str(a["metric"]))
+    return StoreContents(label_list, sums, counts.astype(np.int64), str(a["model_fingerprint"]), str(a["metric"]),
+                         str(a["network_id"]))

@@ -1,5 +1,7 @@
 """SIGKILL ``edgemeta train`` at random moments; every time, the run must resume from its last
-good checkpoint (issue 8, crash safety of training checkpoints).
+good checkpoint (issue 8, crash safety of training checkpoints). With ``--signals``: SIGINT and
+SIGTERM instead (issue 21), which must save ``last.pt`` at the current episode and exit 130 / 143,
+and the run resumed after them must end bit for bit where an uninterrupted run ends.
 
 Each trial starts (or resumes) a tiny CPU training run in a fresh process, waits a random time,
 kills it with SIGKILL, then checks that ``last.pt`` and ``best.pt`` load with
@@ -7,13 +9,16 @@ kills it with SIGKILL, then checks that ``last.pt`` and ``best.pt`` load with
 the last trial the run is resumed to completion and must finish its episode count.
 
     python stress/kill_train.py --trials 50 [--work DIR]
+    python stress/kill_train.py --signals --trials 6 [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -25,6 +30,10 @@ from pathlib import Path
 import numpy as np
 
 EPISODES = 2000
+# Signal trials: no validation (a save of its own), no timed save, a schedule independent of
+# --episodes, and an episode count no trial reaches (the signal always lands inside training).
+SIGNAL_OPTIONS = ["--val-every", "1000000", "--checkpoint-minutes", "0", "--lr-step", "20"]
+UNENDING = 10**6
 
 
 def make_toy(folder: Path) -> Path:
@@ -80,6 +89,64 @@ def trial(data: Path, run: Path, rng: random.Random, first: bool, episodes: int)
     return check_run(run)
 
 
+def signal_trial(data: Path, run: Path, sig: int, rng: random.Random, first: bool) -> int:
+    """Send ``sig`` at a random moment of training: the process must exit 128 + ``sig`` with one
+    line naming the episode it saved ``last.pt`` at; returns that episode."""
+    before = _mtime(run / "config.json")
+    proc = subprocess.Popen(train_command(data, run, not first, UNENDING) + SIGNAL_OPTIONS,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _mtime(run / "config.json") == before and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)  # config.json is written right before the first step
+    time.sleep(rng.uniform(0.0, 1.0))
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=600)[1]
+    if proc.returncode != 128 + sig:
+        raise AssertionError(f"{signal.Signals(sig).name}: exit {proc.returncode}, expected {128 + sig}: {err[-500:]}")
+    line = err.strip().splitlines()[-1]
+    said = re.fullmatch(rf"interrupted by {signal.Signals(sig).name} at episode (\d+); saved (.+); continue with: "
+                        rf"edgemeta train --out (.+) --resume", line)
+    if not said or Path(said[2]) != run / "last.pt" or Path(said[3]) != run:
+        raise AssertionError(f"unexpected last line: {line!r}")
+    from edgemeta.train.checkpoint import load_checkpoint
+
+    saved = int(load_checkpoint(run / "last.pt")["episode"])
+    if saved != int(said[1]):
+        raise AssertionError(f"last.pt holds episode {saved}, the process said {said[1]}")
+    return saved
+
+
+def run_signal_trials(trials: int, work: Path, seed: int = 0) -> dict:
+    """SIGINT and SIGTERM in turn, each into a fresh or resumed process; then the run is resumed to
+    a few episodes past the last signal and compared with one uninterrupted run to that episode."""
+    import torch
+
+    from edgemeta.train.checkpoint import load_checkpoint
+
+    rng, data, run = random.Random(seed), make_toy(work), work / "signalled"
+    sigs = [(signal.SIGINT, signal.SIGTERM)[i % 2] for i in range(trials)]
+    at = [signal_trial(data, run, sig, rng, first=(i == 0)) for i, sig in enumerate(sigs)]
+    if any(b < a for a, b in zip(at, at[1:])):
+        raise AssertionError(f"a resume went backwards: {at}")
+    final = at[-1] + 7
+    for cmd in (train_command(data, run, True, final), train_command(data, work / "straight", False, final)):
+        done = subprocess.run(cmd + SIGNAL_OPTIONS, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise AssertionError(f"{cmd}: {done.stderr[-500:]}")
+    a, b = load_checkpoint(run / "last.pt"), load_checkpoint(work / "straight" / "last.pt")
+    differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    if a["episode"] != b["episode"] or differ or metrics_rows(run) != metrics_rows(work / "straight"):
+        raise AssertionError(f"resumed run != uninterrupted run (episodes {a['episode']}/{b['episode']}, "
+                             f"tensors that differ: {differ})")
+    return {"signals": [signal.Signals(s).name for s in sigs], "episodes_at_signals": at, "final_episode": final}
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    """``run``'s metrics.jsonl rows without the wall-clock column."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
 def run_trials(trials: int, work: Path, seed: int = 0, episodes: int = EPISODES) -> dict:
     rng = random.Random(seed)
     data = make_toy(work)
@@ -101,9 +168,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--signals", action="store_true", help="SIGINT/SIGTERM in turn instead of SIGKILL")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_trials(args.trials, args.work or Path(tmp))
+        if args.signals:
+            result = run_signal_trials(args.trials, args.work or Path(tmp), args.seed)
+            print(f"{' '.join(result['signals'])}: exits 130/143, last.pt at the episodes said "
+                  f"{result['episodes_at_signals']}; resumed to episode {result['final_episode']}: the same "
+                  "weights and metrics rows as an uninterrupted run")
+            return
+        result = run_trials(args.trials, args.work or Path(tmp), args.seed)
     print(f"{result['trials']} kills, every checkpoint loadable, resumed to episode {result['final_episode']}; "
           f"episodes at the kills: {result['episodes_at_kills']}")
 

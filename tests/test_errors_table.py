@@ -2,15 +2,17 @@
 CliRunner case per row, so the table and the code cannot drift apart.
 
 A row: ``| command | bad input | arguments | exit | message |`` (+ ``torch`` in the last column
-when the row needs torch). Arguments are split like a shell line; ``{tmp}`` and the file names
-below are made by ``make_files``. The message column is the stable prefix of the text after
-``Error: `` (paths and library details follow it).
+when the row needs torch; ``no-torchvision``: the row runs with torchvision imports failing).
+Downloads of named data sources go to ``fetch_fixtures.offline_downloads``. Arguments are split like
+a shell line; ``{tmp}`` and the file names below are made by ``make_files``. The message column is
+the stable prefix of the text after ``Error: `` (paths and library details follow it).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +22,30 @@ from PIL import Image
 
 from conftest import torch_available
 from edgemeta.cli import main
-from tiny_models import SIZE, class_batch, linear_model
+from fetch_fixtures import block_torchvision, offline_downloads
+from tiny_models import SIZE, class_batch, linear_model, metadata
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
-ROW = re.compile(r"^\|\s*`?([a-z]+)`?\s*\|(.*)\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(torch)?\s*\|\s*$")
+_HELD_LOCKS: list = []
+PROGRESS_BAR = re.compile(r"^\s*\d+%\|")
+ROW = re.compile(r"^\|\s*`?([a-z]+)`?\s*\|(.*)\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(torch|no-torchvision)?\s*\|\s*$")
 
 
-def rows() -> list[tuple[str, str, str, int, str, bool]]:
-    """(command, bad input, arguments, exit code, message prefix, needs torch) per table row."""
+def rows() -> list[tuple[str, str, str, int, str, str]]:
+    """(command, bad input, arguments, exit code, message prefix, needs: "", "torch" or "no-torchvision") per row."""
     out = []
     for line in TABLE.read_text(encoding="utf-8").splitlines():
         m = ROW.match(line)
         if m:
             cmd, what, args, code, message, torch = m.groups()
-            out.append((cmd, what.strip(), args.replace("\\|", "|"), int(code), message.replace("\\|", "|"), bool(torch)))
+            out.append((cmd, what.strip(), args.replace("\\|", "|"), int(code), message.replace("\\|", "|"), torch or ""))
     return out
 
 
 def make_files(tmp: Path) -> None:
     """Every file the table's rows name."""
     from edgemeta.runtime import EmbeddingModel, FewShotClassifier
+    from edgemeta.runtime.store_lock import store_lock
 
     model = linear_model(tmp / "m.onnx")
     linear_model(tmp / "other.onnx", weights=3 * np.eye(SIZE * SIZE))
@@ -67,14 +73,38 @@ def make_files(tmp: Path) -> None:
     Image.new("1", (9000, 9000)).save(tmp / "bomb.png")
     (tmp / "emptydir").mkdir()
     (tmp / "garbage.pt").write_bytes(b"not a checkpoint")
+    (tmp / "oldrun").mkdir()  # a run folder: train refuses it without --resume or --overwrite
+    (tmp / "oldrun" / "metrics.jsonl").write_text('{"episode": 1, "loss": 1.0}\n')
+    Image.new("L", (1, 1)).save(tmp / "tiny.png")
+    from edgemeta.export.bake import bake  # onnx only, as tiny_models
+
+    bake(EmbeddingModel(model), tmp / "s.npz", tmp / "baked.onnx")
+    (tmp / "ro.npz").write_bytes((tmp / "s.npz").read_bytes())
+    (tmp / "ro.npz").chmod(0o444)
+    (tmp / "locked.npz").write_bytes((tmp / "s.npz").read_bytes())
+    held = store_lock(tmp / "locked.npz", timeout=0)
+    held.__enter__()  # held until the test process ends: rows on locked.npz must time out
+    _HELD_LOCKS.append(held)
     (tmp / "run").mkdir()
+    network = {"id": "ab" * 32, "reference": True}  # net8.onnx: the same network, too little agreement
+    net = linear_model(tmp / "net.onnx", meta=metadata(SIZE * SIZE, network=network))
+    linear_model(tmp / "net8.onnx", weights=1.001 * np.eye(SIZE * SIZE),
+                 meta=metadata(SIZE * SIZE, network={**network, "reference": False, "agreement": {"top1": 0.98}}))
+    clf = FewShotClassifier(EmbeddingModel(net))
+    clf.enroll("c0", class_batch(0, 2))
+    clf.save(tmp / "net.npz")
+    rule = {"version": 1, "shot_coef": 0.5, "class_coef": 0.1, "tau": {"strict": 0.05, "balanced": 0.1},
+            "far_table": [[0.01, 0.05], [0.3, 0.2]]}
+    linear_model(tmp / "rule.onnx", meta=metadata(SIZE * SIZE, rejection=rule))
+    linear_model(tmp / "newrule.onnx", meta=metadata(SIZE * SIZE, rejection={**rule, "version": 2}))
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> Path:
+def files(tmp_path_factory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("errors")
     make_files(tmp)
-    return tmp
+    with offline_downloads(tmp):
+        yield tmp
 
 
 def _id(row) -> str:
@@ -90,14 +120,17 @@ def test_table_covers_every_command():
 
 @pytest.mark.parametrize("row", ROWS, ids=[_id(r) for r in ROWS])
 def test_bad_input_row(files, row, monkeypatch):
-    command, _, args, code, message, needs_torch = row
-    if needs_torch and not torch_available():
+    command, _, args, code, message, needs = row
+    if needs == "torch" and not torch_available():
         pytest.skip("row needs torch")
+    if needs == "no-torchvision":
+        block_torchvision(monkeypatch)
     monkeypatch.chdir(files)
     argv = [command] + [a.replace("{tmp}", str(files)) for a in shlex.split(args)]
     before = {p: p.read_bytes() for p in files.glob("*.npz")}
     res = CliRunner().invoke(main, argv)
-    lines = [line for line in res.output.splitlines() if line.strip()]
+    # A download's progress bar (stderr, tqdm's "NN%|") may come before the error line.
+    lines = [line for line in res.output.splitlines() if line.strip() and not PROGRESS_BAR.match(line)]
     assert res.exit_code == code, res.output
     if code == 2:  # click's usage errors: Usage and Try lines, then the one Error line
         lines = lines[-1:]

@@ -128,11 +128,12 @@ def test_legacy_exporter_and_user_threshold(tmp_path) -> None:
 
 
 def test_threshold_chosen_on_real_data(tmp_path) -> None:
-    """A folder of class sub-folders as --data: the threshold accepts ~95% of genuine queries."""
+    """A folder of class sub-folders as --data: the rejection rule is calibrated on it (open-set episodes)."""
     from PIL import Image
 
     from edgemeta.export.data import synthetic_images
     from edgemeta.export.pipeline import ExportOptions, run_export
+    from edgemeta.runtime import EmbeddingModel
     from edgemeta.runtime.preprocess import PreprocessSpec
 
     images, targets = synthetic_images(PreprocessSpec.from_dict(SPEC), classes=12, per_class=12, seed=5)
@@ -143,8 +144,11 @@ def test_threshold_chosen_on_real_data(tmp_path) -> None:
     ckpt = make_checkpoint(tmp_path / "c.pt")
     report = run_export(ckpt, ExportOptions(out=tmp_path / "m.onnx", data=str(tmp_path / "data"), exporter="legacy", episodes=20))
     how = report["threshold_method"]
-    assert report["threshold"] > 0 and how["method"] == "quantile" and how["accept_genuine"] == 0.95
+    assert report["threshold"] > 0 and how["method"] == "open-set episodes"
     assert report["data"]["synthetic"] is False and how["support_shift"] == 1
+    rule = EmbeddingModel(tmp_path / "m.onnx").meta.rejection
+    assert rule is not None and 0 < rule.strict <= rule.balanced and rule.calibration["support_shift"] == 1
+    assert {(k["way"], k["shot"]) for k in how["kinds"]} == {(5, 1), (5, 2), (5, 5)}  # 12 classes: no 20-way
     plain = run_export(ckpt, ExportOptions(out=tmp_path / "p.onnx", data=str(tmp_path / "data"), exporter="legacy",
                                            episodes=20, support_shift=0))
     # prototypes of shifted views lie elsewhere, so the threshold was chosen on what enroll makes

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemeta.runtime import EmbeddingModel, FewShotClassifier
+from edgemeta.runtime import EmbeddingModel, FewShotClassifier, StoreError
 from edgemeta.runtime.store import read_store
 from tiny_models import class_batch, linear_model
 
@@ -61,7 +61,7 @@ def test_failed_save_keeps_the_old_store_and_leaves_no_temp(tmp_path, clf, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match=f"cannot write store {store}: No space left on device"):
         clf.save(store)
     assert store.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []

@@ -18,3 +18,12 @@ def test_killed_training_resumes_from_last_good_checkpoint(tmp_path):
     assert result["final_episode"] >= 120
     assert result["episodes_at_kills"][-1] > result["episodes_at_kills"][0]
     assert len(result["episodes_at_kills"]) == 3
+
+
+def test_sigint_and_sigterm_save_the_current_episode_and_resume_exactly(tmp_path):
+    """A real ``edgemeta train`` process, SIGINT then (resumed) SIGTERM at random moments: exits
+    130 and 143, last.pt at the episode each names, and the resumed run ends equal to an
+    uninterrupted one (run_signal_trials raises otherwise)."""
+    result = kill_train.run_signal_trials(trials=2, work=tmp_path, seed=1)
+    assert result["signals"] == ["SIGINT", "SIGTERM"]
+    assert 1 <= result["episodes_at_signals"][0] <= result["episodes_at_signals"][1]

@@ -17,7 +17,8 @@ from PIL import Image, ImageFile
 
 from conftest import needs_torch
 from edgemeta.cli import main
-from edgemeta.runtime import DataError, EmbeddingModel, FewShotClassifier, ImageError, ModelError, StoreError
+from edgemeta.runtime import (DataError, EdgemetaError, EmbeddingModel, FewShotClassifier, ImageError, ModelError,
+                              StoreError)
 from edgemeta.runtime import model as model_module
 from edgemeta.runtime import store as store_module
 from edgemeta.runtime.store import read_store
@@ -200,8 +201,9 @@ def test_model_pointing_at_external_data_outside_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- labels are data
 
-HOSTILE_LABELS = ["../../etc/passwd", "..\\..\\windows\\system32", "\x1b[31mred\x1b[0m", "two\nlines", "tab\there",
-                  "\u202eevil", "/abs/path"]
+HOSTILE_LABELS = ["../../etc/passwd", "..\\..\\windows\\system32", "\u202eevil", "/abs/path", "zero\u200bwidth"]
+# Refused by check_label: terminal escapes, line breaks, tabs, and what a non-UTF-8 argv byte becomes.
+REFUSED_LABELS = ["\x1b[31mred\x1b[0m", "two\nlines", "tab\there", "para\u2029graph", "bad\udcffutf8"]
 
 
 def test_hostile_labels_round_trip_exactly_and_touch_no_path(tmp_path, model, monkeypatch):
@@ -240,9 +242,38 @@ def test_hostile_labels_are_printed_escaped_by_classify_and_info(tmp_path, model
     info_json = runner.invoke(main, ["info", "--json", str(tmp_path / "s.npz")])
     for res in (table, info, info_json):
         assert res.exit_code == 0, res.output
-        assert not any(c in res.output for c in "\x1b\u202e\t\x00")
+        assert not any(c in res.output for c in "\x1b\u202e\u200b\t\x00")
         assert "../../etc/passwd" in res.output
-    assert "\\x1b[31mred" in table.output and "two\\nlines" in table.output
-    assert len(table.output.splitlines()) == 1 + 7
-    assert "\\u001b[31mred" in info.output and "two\\nlines" in info.output
+    assert "\\u202eevil" in table.output and "zero\\u200bwidth" in table.output
+    assert len(table.output.splitlines()) == 1 + 5
+    assert "\\u202eevil" in info.output and "zero\\u200bwidth" in info.output
     assert list(json.loads(info_json.output)["shots"]) == HOSTILE_LABELS   # exact labels, no collisions
+
+
+@pytest.mark.parametrize("label", REFUSED_LABELS)
+def test_label_that_cannot_print_on_one_line_is_refused(model, label):
+    clf = FewShotClassifier(model)
+    with pytest.raises(EdgemetaError, match="printable text on one line: character"):
+        clf.enroll(label, class_batch(0, 1))
+    assert clf.labels == []
+
+
+def test_store_written_earlier_with_such_a_label_loads_nowhere_but_info_shows_it(tmp_path, model):
+    """Stores from before labels had to be printable: classify/enroll/bake refuse them naming the store,
+    ``info`` still lists every label (escaped), and ``remove`` drops them."""
+    from edgemeta.runtime.store import StoreContents, write_store
+
+    labels = ["ok", *REFUSED_LABELS]
+    write_store(tmp_path / "old.npz", StoreContents(labels, np.ones((len(labels), SIZE * SIZE)),
+                                                    np.ones(len(labels), np.int64), model.fingerprint, "sqeuclidean"))
+    with pytest.raises(StoreError, match=f"store {tmp_path / 'old.npz'} holds an invalid label"):
+        FewShotClassifier.load(tmp_path / "old.npz", model)
+    Image.fromarray(class_batch(0, 1)[0]).save(tmp_path / "q.png")
+    res = CliRunner().invoke(main, ["classify", "--model", str(model.path), "--store", str(tmp_path / "old.npz"),
+                                    str(tmp_path / "q.png")])
+    assert res.exit_code == 1 and res.output.startswith("Error: store ") and len(res.output.splitlines()) == 1
+    info = CliRunner().invoke(main, ["info", "--json", str(tmp_path / "old.npz")])
+    assert info.exit_code == 0 and list(json.loads(info.output)["shots"]) == labels
+    fixed = CliRunner().invoke(main, ["remove", "--store", str(tmp_path / "old.npz"), *REFUSED_LABELS])
+    assert fixed.exit_code == 0, fixed.output
+    assert FewShotClassifier.load(tmp_path / "old.npz", model).labels == ["ok"]

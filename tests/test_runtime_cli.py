@@ -61,11 +61,14 @@ def test_enroll_folder_of_classes(env):
     assert json.loads(res.output)["shots"] == {"c0": 4, "c1": 4, "c2": 4}
 
 
-def test_label_with_control_characters_is_escaped(env):
+def test_label_like_a_path_is_data_and_control_characters_are_refused_unechoed(env):
     tmp, model = env
-    res = run("enroll", "--model", model, "--store", tmp / "s.npz", "../../etc/passwd\x1b[31m", tmp / "imgs" / "c0")
-    assert res.exit_code == 0 and "\x1b" not in res.output
+    res = run("enroll", "--model", model, "--store", tmp / "s.npz", "../../etc/passwd", tmp / "imgs" / "c0")
+    assert res.exit_code == 0, res.output
     assert (tmp / "s.npz").is_file() and not (tmp / "etc").exists()
+    bad = run("enroll", "--model", model, "--store", tmp / "t.npz", "red\x1b[31m", tmp / "imgs" / "c0")
+    assert bad.exit_code == 1 and "U+001B (a control character)" in bad.output and "\x1b" not in bad.output
+    assert not (tmp / "t.npz").exists()
 
 
 def _bad_files(tmp):

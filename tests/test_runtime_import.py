@@ -20,7 +20,7 @@ def test_runtime_imports_neither_torch_nor_onnx():
 
 
 def test_help_works_with_torch_unavailable():
-    for args in ([], ["enroll"], ["classify"], ["info"]):
+    for args in ([], ["enroll"], ["remove"], ["classify"], ["info"]):
         code = BLOCK_HEAVY + f"from edgemeta.cli import main; main({args + ['--help']!r})"
         res = _python(code)
         assert res.returncode == 0, (args, res.stderr)

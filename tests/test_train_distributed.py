@@ -6,9 +6,11 @@ dominates on a loaded CPU); one ``torchrun`` run checks the real command line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +64,7 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
     import torch.distributed as dist
 
     import edgemeta.train.loop as loop
+    from edgemeta.train.interrupt import Interrupted
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
@@ -70,9 +73,31 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
     for job in jobs:
         built: list = []
         loop.build_backbone = _factory(built, job["no_bn"])
-        loop.train(loop.TrainConfig(**job["cfg"]), progress=False)
+        signal_rank, signal_step = job.get("signal", (-1, 0))  # SIGINT to this rank inside this step
+        try:
+            with _signal_at(loop, signal_step if rank == signal_rank else 0):
+                loop.train(loop.TrainConfig(**job["cfg"]), progress=False)
+        except Interrupted as e:
+            Path(f"{job['cfg']['out']}.rank{rank}.exit").write_text(f"{e.exit_code} {e.episode}")
         torch.save({k: v.detach().clone() for k, v in built[0].state_dict().items()}, f"{job['cfg']['out']}.rank{rank}")
     dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _signal_at(loop, step: int):
+    """A real SIGINT to this process inside optimizer step ``step`` (0: none)."""
+    real, count = loop.set_learning_rate, [0]
+
+    def hooked(optimizer, lr):
+        count[0] += 1
+        if count[0] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(optimizer, lr)
+    loop.set_learning_rate = hooked
+    try:
+        yield
+    finally:
+        loop.set_learning_rate = real
 
 
 def _free_port() -> int:
@@ -98,7 +123,8 @@ def runs(toy, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     _spawn([{"cfg": _cfg(toy, root / "ddp"), "no_bn": False},
             {"cfg": _cfg(toy, root / "plain", augment="none", episodes=12, val_every=12), "no_bn": True},
-            {"cfg": _cfg(toy, root / "half", augment="none", episodes=6, val_every=6), "no_bn": True}])
+            {"cfg": _cfg(toy, root / "half", augment="none", episodes=6, val_every=6), "no_bn": True},
+            {"cfg": _cfg(toy, root / "signal"), "no_bn": False, "signal": (1, 3)}])
     return root
 
 
@@ -132,6 +158,18 @@ def test_two_ranks_one_set_of_outputs_identical_weights(runs):
             assert torch.equal(w0[k], w1[k]) and torch.equal(w0[k], v), k
     # 16 episodes at lr_step 4 (global episodes): the rate was halved 3 times, not 7.
     assert ckpt["scheduler"]["lr"] == pytest.approx(1e-3 * 0.5 ** 3)
+
+
+def test_a_signal_to_one_rank_stops_all_after_the_same_step(runs):
+    """SIGINT to rank 1 alone inside step 3: both ranks stop after step 3 (global episode 6) and
+    exit 130, rank 0 alone writes last.pt, nothing is logged past it."""
+    from edgemeta.train.checkpoint import load_checkpoint
+
+    assert [(runs / f"signal.rank{r}.exit").read_text() for r in (0, 1)] == ["130 6", "130 6"]
+    ckpt = load_checkpoint(runs / "signal" / "last.pt")
+    assert ckpt["episode"] == 6 and ckpt["step"] == 3 and ckpt["world_size"] == 2
+    assert [r["episode"] for r in map(json.loads, (runs / "signal" / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
+    assert {p.name for p in (runs / "signal").iterdir()} == {"last.pt", "config.json", "metrics.jsonl"}
 
 
 def test_two_ranks_match_one_process(runs, toy, tmp_path, monkeypatch):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgemeta.runtime.datasets import FewShotData, _detect, load_source
+from edgemeta.runtime.datasets import FewShotData, is_omniglot, load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
@@ -47,7 +46,7 @@ def load_train_val(cfg: Any, spec: PreprocessSpec) -> tuple[FewShotData, FewShot
     trained on: the curve then tracks fit, not generalization). Other sources hold out a fixed
     slice of alphabets (or classes), validated without rotations like the Lake test.
     """
-    data = load_source(cfg.data, spec, cfg.split, cfg.rotations if _is_omniglot(cfg) else None)
+    data = load_source(cfg.data, spec, cfg.split, cfg.rotations if is_omniglot(cfg.data) else None)
     val_split = None
     if cfg.split in ("vinyals-train", "vinyals-trainval"):
         val_split = "vinyals-val"
@@ -64,11 +63,6 @@ def load_train_val(cfg: Any, spec: PreprocessSpec) -> tuple[FewShotData, FewShot
             "val_classes": val.num_classes if val is not None else 0, "val_split": val_split,
             "val_held_out_groups": sorted({g for g in (val.class_groups if val and not val_split else []) if g})}
     return train, val, info
-
-
-def _is_omniglot(cfg: Any) -> bool:
-    path = Path(cfg.data)
-    return path.exists() and _detect(path).startswith("omniglot")
 
 
 def _eligible(data: FewShotData, need: int) -> int:

@@ -4,22 +4,20 @@ Each optimizer step draws E episodes at once on the device (uint8 data resident 
 runs them through the network as one batch (bf16 autocast + channels_last where it helps)
 and averages their prototypical losses. Validation every V episodes on held-out classes
 with a 95% CI; the best checkpoint is kept; early stopping after ``patience`` validations
-without improvement; ``resume`` continues exactly from ``last.pt``. Under ``torchrun`` the
+without improvement; ``resume`` continues exactly from ``last.pt``, which is also saved every
+minute and on SIGINT/SIGTERM (``interrupt.py``). Under ``torchrun`` the
 same loop runs on every rank with DDP (``distributed.py``): rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgemeta.runtime.errors import DataError
@@ -32,12 +30,15 @@ from .checkpoint import save_checkpoint
 from .curves import plot_curves
 from .data import load_train_val
 from .distributed import DistInfo
-from .loss import episode_logits, per_episode_accuracy, prototypical_loss
+from .interrupt import RunGuard
+from .loss import episode_logits, prototypical_loss
 from .onnx_init import is_onnx_file, warm_start_from_onnx
 from .progress import log_row, progress_bar
-from .resume import restore, resume_checkpoint, saved_config, trim_metrics, warm_start
+from .resume import (check_out, clear_run, restore, resume_checkpoint, rng_state, saved_config, seed_all,
+                     trim_metrics, warm_start)
 from .sampler import EpisodeSampler, to_device_images
 from .schedule import clock, learning_rate, set_learning_rate
+from .validation import autocast, validate
 
 
 @dataclass
@@ -125,49 +126,33 @@ class InputPipe:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def autocast(cfg: TrainConfig) -> contextlib.AbstractContextManager:
-    if cfg.precision == "bf16":
-        return torch.autocast(device_type=cfg.device, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: InputPipe, cfg: TrainConfig,
-             batches: int) -> tuple[float, float]:
-    """Mean accuracy and 95% CI half-width over ``batches * E`` episodes (fixed seed: same episodes each time)."""
-    model.eval()
-    sampler.generator.manual_seed(cfg.seed + 1)
-    accs = []
-    with torch.no_grad(), autocast(cfg):
-        for _ in range(batches):
-            emb = model(pipe(sampler.sample()))
-            emb = emb.view(sampler.episodes, sampler.way, sampler.shot + sampler.query, -1)
-            accs.append(per_episode_accuracy(*episode_logits(emb, sampler.shot, cfg.metric)))
-    model.train()
-    acc = torch.cat(accs).double().cpu().numpy()
-    return float(acc.mean()), float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
+          checkpoint_minutes: float = 1.0) -> dict[str, Any]:
     """Run (or resume) training into ``cfg.out``; returns the summary written to ``summary.json``.
 
     resume: continue from ``out/last.pt`` with its saved config (only ``device``, a nonzero
     ``episodes`` and a nonzero ``episodes_per_step`` come from ``cfg``); without a ``last.pt`` it starts
-    afresh. Under torchrun (``WORLD_SIZE`` > 1) this process is one rank of a DDP job.
+    afresh. A folder holding a run is refused unless ``resume`` or ``overwrite`` (its outputs removed
+    first). ``last.pt`` is also saved every ``checkpoint_minutes`` (0: never) and on SIGINT/SIGTERM,
+    which then raise ``interrupt.Interrupted``. Under torchrun (``WORLD_SIZE`` > 1) this is one rank.
     """
     info = distributed.setup(_device_type(cfg.device))
     try:
-        return _train(cfg, resume, progress, info)
+        with RunGuard(checkpoint_minutes, info) as guard:
+            return _train(cfg, resume, overwrite, progress, info, guard)
     finally:
         distributed.cleanup(info)
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> dict[str, Any]:
+def _train(cfg: TrainConfig, resume: bool, overwrite: bool, progress: bool, info: DistInfo,
+           guard: RunGuard) -> dict[str, Any]:
     out = Path(cfg.out)
+    check_out(out, resume, overwrite, info)
     ckpt = resume_checkpoint(out, resume, info)
     if ckpt is not None:
         cfg = saved_config(ckpt, cfg)
     cfg = resolve(cfg)
-    torch.manual_seed(cfg.seed)
+    seed_all(cfg.seed)
     device = distributed.device_for(cfg.device, info)
 
     # ---- data: resident on the device as uint8
@@ -205,21 +190,30 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
         warm_start(model, cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if ckpt is not None:
+        if ckpt is None:
+            clear_run(out)
+        else:
             trim_metrics(out / "metrics.jsonl", state["episode"])
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     def checkpoint_state() -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],
-               "augment": pipe.generator.get_state()}
+        window = {"sums": sums.tolist(), "steps": steps_since_log}  # a resumed log row averages the same steps
         return {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": {"lr": optimizer.param_groups[0]["lr"]}, "rng": rng, "world_size": info.world, **state}
+                "scheduler": {"lr": optimizer.param_groups[0]["lr"]}, "rng": rng_state(samplers, pipe),
+                "world_size": info.world, **state, "log_window": window}
+
+    def save_last() -> Path:
+        state["elapsed"] = time.perf_counter() - t0
+        save_checkpoint(out / "last.pt", checkpoint_state())
+        return out / "last.pt"
 
     # ---- the loop
     metrics = (out / "metrics.jsonl").open("a") if info.is_main else open(os.devnull, "w")
     bar = progress_bar(cfg.episodes, state["episode"], progress and info.is_main)
-    sums = torch.zeros(2, device=device)
-    steps_since_log, t0, stop = 0, time.perf_counter() - state["elapsed"], False
+    guard.close_on_exit(bar.close, metrics.close)
+    window = state.pop("log_window", {"sums": [0.0, 0.0], "steps": 0})
+    sums = torch.tensor(window["sums"], dtype=torch.float32, device=device)
+    steps_since_log, t0, stop = window["steps"], time.perf_counter() - state["elapsed"], False
     model.train()
     while state["episode"] < cfg.episodes and not stop:
         sampler = samplers[state["step"] % len(samplers)]
@@ -249,9 +243,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
         if at_val or out_of_time or state["episode"] >= cfg.episodes:
             state["elapsed"] = time.perf_counter() - t0
             # Rank 0 validates and saves while the others wait for its verdict (the barrier).
-            stop = info.is_main and _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out,
-                                              checkpoint_state)
+            stop = info.is_main and validate(cfg, model, val_sampler, pipe, state, metrics, bar, out,
+                                             checkpoint_state)
             stop = distributed.from_main(stop, info) or out_of_time
+            guard.saved()
+        guard.after_step(state["episode"], stop or state["episode"] >= cfg.episodes, save_last)
     bar.close()
     metrics.close()
     note = plot_curves(out / "metrics.jsonl", out / "curves.png") if info.is_main else None
@@ -262,31 +258,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, info: DistInfo) -> di
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     distributed.barrier(info)  # every rank returns once the run folder is complete
     return summary
-
-
-def _validate(cfg, model, val_sampler, pipe, state, metrics, bar, out, checkpoint_state) -> bool:
-    """Validate, log, save last/best; True when early stopping says stop."""
-    improved = True
-    if val_sampler is not None:
-        acc, ci = evaluate(model, val_sampler, pipe, cfg, max(1, cfg.val_episodes // val_sampler.episodes))
-        log_row(metrics, episode=state["episode"], val_acc=acc, val_ci95=ci, time=state["elapsed"],
-             val_task=f"{cfg.test_way}-way {cfg.test_shot}-shot")
-        bar.write(f"episode {state['episode']}: val {cfg.test_way}-way {cfg.test_shot}-shot "
-                  f"{100 * acc:.2f}% +- {100 * ci:.2f} ({state['elapsed']:.0f}s)", file=sys.stderr)
-        improved = acc > state["best_val"]["accuracy"]
-        if cfg.target > 0 and acc >= cfg.target and "time_to_target" not in state:
-            state["time_to_target"] = {"seconds": state["elapsed"], "episode": state["episode"]}
-        if improved:
-            state["best_val"] = {"accuracy": acc, "ci95": ci, "episode": state["episode"]}
-    else:
-        state["best_val"] = {"accuracy": float("nan"), "ci95": float("nan"), "episode": state["episode"]}
-    state["bad_vals"] = 0 if improved else state["bad_vals"] + 1
-    ckpt = checkpoint_state()
-    save_checkpoint(out / "last.pt", ckpt)
-    if improved:
-        save_checkpoint(out / "best.pt", ckpt)
-    reached = cfg.target > 0 and state["best_val"]["accuracy"] >= cfg.target
-    return reached or (cfg.patience > 0 and state["bad_vals"] >= cfg.patience)
 
 
 def _device_type(device: str) -> str:

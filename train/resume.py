@@ -5,14 +5,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from edgemeta.runtime.errors import DataError
 
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import DistInfo
+
+RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl")  # any of these: the folder holds a run
+OUTPUTS = (*RUN_FILES, "summary.json", "curves.png")
+# What a resumed loop continues from, besides weights, optimizer and RNG states.
+STATE_KEYS = ("episode", "step", "best_val", "bad_vals", "elapsed", "time_to_target", "log_window")
+
+
+class RunExistsError(DataError):
+    """``--out`` already holds a run and neither ``--resume`` nor ``--overwrite`` was given."""
 
 
 def resume_checkpoint(out: Path, resume: bool, info: DistInfo) -> dict[str, Any] | None:
@@ -65,14 +78,66 @@ def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim
     the saved state, the others re-seed from (seed, rank, episode)."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    for s, st in zip(samplers, ckpt["rng"]["samplers"]):
+    rng = ckpt["rng"]
+    torch.set_rng_state(rng["torch"])
+    for s, st in zip(samplers, rng["samplers"]):
         s.set_state(st)
+    if "python" in rng:  # older checkpoints lack python's and numpy's states
+        random.setstate(rng["python"])
+        np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), *rng["numpy"]["rest"]))
     if info.is_main:
-        pipe.generator.set_state(ckpt["rng"]["augment"])
+        pipe.generator.set_state(rng["augment"])
+        if "cuda" in rng and pipe.generator.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], pipe.generator.device)
     else:
         pipe.reseed(distributed.rank_seed(ckpt["config"]["seed"], info.rank, ckpt["episode"]))
-    return {k: ckpt[k] for k in ("episode", "step", "best_val", "bad_vals", "elapsed") if k in ckpt}
+    return {k: ckpt[k] for k in STATE_KEYS if k in ckpt}
+
+
+def seed_all(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (saved and restored with the run
+    by ``rng_state``/``restore``, so that anything drawing from them resumes exactly)."""
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.manual_seed(seed)
+
+
+def rng_state(samplers: list, pipe: Any) -> dict[str, Any]:
+    """Every random state of the run, as tensors and plain values (``weights_only`` loads them)."""
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)
+    _, keys, pos, has_gauss, gauss = legacy
+    rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],
+           "augment": pipe.generator.get_state(), "python": random.getstate(),
+           "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(pos), int(has_gauss), float(gauss)]}}
+    if pipe.generator.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(pipe.generator.device)
+    return rng
+
+
+def check_out(out: Path, resume: bool, overwrite: bool, info: DistInfo) -> None:
+    """Refuse to start a new run in a folder that holds one, unless resuming or overwriting
+    (rank 0 looks, every rank raises)."""
+    if resume and overwrite:
+        raise DataError("--resume and --overwrite exclude each other")
+    problem = None
+    if info.is_main and not (resume or overwrite):
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found:
+            problem = (f"--out {out} already holds a run ({', '.join(found)}); add --resume to continue it "
+                       "or --overwrite to replace it")
+    problem = distributed.from_main(problem, info)
+    if problem:
+        raise RunExistsError(problem)
+
+
+def clear_run(out: Path) -> None:
+    """Remove a previous run's outputs before a fresh run writes its first file, so that nothing
+    of it is appended to or mistaken for this run's (``--overwrite``; ``--resume`` without a last.pt)."""
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+        for temp in out.glob(f".{name}.*.tmp"):
+            temp.unlink(missing_ok=True)
 
 
 def warm_start(model: torch.nn.Module, cfg: Any) -> None:

@@ -75,13 +75,12 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def _torch_module(checkpoint: str) -> Any:
     """The network of a checkpoint, run folder or fp32 ONNX file as a torch module (imports
     torch: only for ``--vs-torch``)."""
-    from edgemeta.runtime.errors import EdgemetaError
+    from .extras import require_extra
 
-    try:
-        from edgemeta.train.checkpoint import build_model_from_checkpoint, load_checkpoint
-        from edgemeta.train.onnx_init import is_onnx_file, network_from_onnx
-    except ImportError as e:
-        raise EdgemetaError(f"--vs-torch needs the train extra (pip install 'edgemeta[train]'): {e}") from None
+    require_extra("edgemeta bench --vs-torch", "train")
+    from edgemeta.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from edgemeta.train.onnx_init import is_onnx_file, network_from_onnx
+
     if is_onnx_file(checkpoint):
         return network_from_onnx(checkpoint)
     return build_model_from_checkpoint(load_checkpoint(checkpoint))

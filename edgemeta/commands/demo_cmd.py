@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from .runtime_cmds import far_option, reject_option
+
 SETS = {
     "omniglot": ("Omniglot characters from the 20 evaluation alphabets (never seen in training)", 1),
     "mnist": ("MNIST digits: a new domain, white ink on black (never trained on)", 5),
@@ -31,25 +33,30 @@ def load_examples(name: str) -> dict[str, list[Any]]:
     return classes
 
 
-def run_set(model, name: str, shots: int) -> dict[str, Any]:
-    """Enroll ``shots`` drawings per class, classify the rest one at a time; rows and timings."""
+def run_set(model, name: str, shots: int, reject: str | None = None, far: float | None = None) -> dict[str, Any]:
+    """Enroll ``shots`` drawings per class, classify the rest one at a time under the rejection
+    rule (``FewShotClassifier.decide``, as ``classify``); rows, counts and timings."""
     from edgemeta.runtime import FewShotClassifier
 
     examples = load_examples(name)
-    clf = FewShotClassifier(model)
+    clf = FewShotClassifier(model, reject=reject, far=far)
     for label, images in examples.items():
         clf.enroll(label, images[:shots])
     rows, seconds = [], 0.0
     for label, images in examples.items():
         for i, image in enumerate(images[shots:], start=shots):
             start = time.perf_counter()
-            best = clf.predict(image, top_k=1)[0][0]
+            preds, accepted = clf.decide(image, top_k=1)
             seconds += time.perf_counter() - start
-            rows.append({"query": f"{label}/{i}.png", "true": label, "predicted": best.label,
-                         "score": best.score, "correct": best.label == label, "image": image})
+            best = preds[0][0]
+            rows.append({"query": f"{label}/{i}.png", "true": label, "predicted": best.label if accepted[0] else None,
+                         "nearest": best.label, "score": best.score, "distance": best.distance,
+                         "accepted": accepted[0], "correct": accepted[0] and best.label == label, "image": image})
     correct = sum(r["correct"] for r in rows)
+    unknown = sum(not r["accepted"] for r in rows)
     return {"set": name, "about": SETS[name][0], "classes": len(examples), "shots": shots, "rows": rows,
-            "accuracy": correct / len(rows), "ms_per_image": 1e3 * seconds / len(rows)}
+            "accuracy": correct / len(rows), "unknown": unknown, "nearest_right": sum(r["nearest"] == r["true"] for r in rows),
+            "rejection": clf.operating_point().to_dict(), "ms_per_image": 1e3 * seconds / len(rows)}
 
 
 def contact_sheet(results: list[dict[str, Any]], path: Path, cell: int = 84) -> Path:
@@ -73,7 +80,7 @@ def contact_sheet(results: list[dict[str, Any]], path: Path, cell: int = 84) -> 
             sheet.paste(thumb.convert("RGB"), (x0 + 4, y0 + 2))
             color = (0, 140, 0) if row["correct"] else (200, 0, 0)
             draw.rectangle([x0 + 2, y0, x0 + cell - 3, y0 + cell - 5], outline=color, width=2)
-            draw.text((x0 + 3, y0 + cell - 4), row["predicted"][:13], fill=color)
+            draw.text((x0 + 3, y0 + cell - 4), (row["predicted"] or "unknown")[:13], fill=color)
         y += n * (cell + caption)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
@@ -86,10 +93,12 @@ def _print_results(results: list[dict[str, Any]], model, sheet: Path) -> None:
         click.echo(f"\n{r['about']}\n{r['classes']} classes, {r['shots']} shot(s) each; classifying the other drawings:")
         click.echo(f"  {'query':<24} {'true class':<18} {'predicted':<18} {'score':>6}")
         for row in r["rows"]:
-            mark = "" if row["correct"] else "  <- wrong"
-            click.echo(f"  {row['query']:<24} {row['true']:<18} {row['predicted']:<18} {row['score']:>6.3f}{mark}")
-        right = sum(x["correct"] for x in r["rows"])
-        click.echo(f"accuracy: {right}/{len(r['rows'])} = {100 * r['accuracy']:.1f}%   "
+            mark = "" if row["correct"] else f"  <- unknown (nearest {row['nearest']})" if not row["accepted"] else "  <- wrong"
+            click.echo(f"  {row['query']:<24} {row['true']:<18} {row['predicted'] or 'unknown':<18} {row['score']:>6.3f}{mark}")
+        right, n = sum(x["correct"] for x in r["rows"]), len(r["rows"])
+        click.echo(f"rejection: --reject {r['rejection']['reject']}: {r['unknown']}/{n} answered 'unknown' "
+                   f"(nearest class right for {r['nearest_right']}/{n})")
+        click.echo(f"accuracy: {right}/{n} = {100 * r['accuracy']:.1f}%   "
                    f"latency: {r['ms_per_image']:.3f} ms per image (decode + embed + nearest prototype)")
     click.echo(f"\ncontact sheet: {sheet}")
 
@@ -102,13 +111,16 @@ def _print_results(results: list[dict[str, Any]], model, sheet: Path) -> None:
 @click.option("--set", "sets", type=click.Choice(sorted(SETS)), multiple=True, help="Example set(s) to run (default: all).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the contact sheet PNG (default: in the temp folder).")
+@reject_option
+@far_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def demo(model_path: Path | None, shots: int | None, sets: tuple[str, ...], out: Path | None, as_json: bool) -> None:
+def demo(model_path: Path | None, shots: int | None, sets: tuple[str, ...], out: Path | None, reject: str | None,
+         far: float | None, as_json: bool) -> None:
     """Learn new classes from a few shipped examples each and classify the rest."""
     from edgemeta.commands.runtime_cmds import load_model
 
     model = load_model(model_path)
-    results = [run_set(model, name, shots or SETS[name][1]) for name in (sets or tuple(SETS))]
+    results = [run_set(model, name, shots or SETS[name][1], reject, far) for name in (sets or tuple(SETS))]
     sheet = contact_sheet(results, out or Path(tempfile.gettempdir()) / "edgemeta-demo.png")
     if as_json:
         for r in results:

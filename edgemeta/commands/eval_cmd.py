@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
+from .runtime_cmds import far_option, finite_threshold, reject_option
+
 
 @click.command("eval")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="ONNX model (default: the shipped model).")
-@click.option("--data", "data", required=True, help="Data source: Omniglot npz/folders/zips, MNIST IDX, class folders.")
+@click.option("--data", "data", required=True, help="omniglot | mnist | mnist-train (fetched once into EDGEMETA_CACHE), or a path: Omniglot npz/folders/zips, MNIST IDX, class folders.")
 @click.option("--split", default=None, help="Omniglot split: background, evaluation, vinyals-train|val|trainval|test.")
 @click.option("--way", default=5, show_default=True, type=int, help="Classes per episode (N).")
 @click.option("--shot", default=1, show_default=True, type=int, help="Support examples per class (K).")
@@ -26,7 +28,11 @@ import click
               help="Omniglot rotations as extra classes (default: on for vinyals-test, as the paper evaluates).")
 @click.option("--unknown", default=0, show_default=True, type=int,
               help="Open set: queries from this many extra classes that are not enrolled.")
-@click.option("--threshold", default=None, type=float, help="Rejection threshold (default: the model's).")
+@click.option("--threshold", default=None, type=click.FloatRange(min=0, min_open=True), callback=finite_threshold,
+              help="One squared distance above which a query is rejected, for every class alike "
+                   "(default: the model's calibrated rule at --reject/--far).")
+@reject_option
+@far_option
 @click.option("--support-shift", type=click.IntRange(0, 3), default=None,
               help="Embed support images as the mean over their shifts by up to this many pixels, as "
                    "enroll does (default: the model's support_shift; 0: as they are).")
@@ -38,27 +44,26 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def eval_command(model_path: str | None, data: str, split: str | None, way: int, shot: int, query: int,
                  episodes: int, seed: int, within_alphabet: bool, rotations: bool | None, unknown: int,
-                 threshold: float | None, support_shift: int | None, query_views: str, threads: int | None,
-                 batch_size: int, as_json: bool) -> None:
+                 threshold: float | None, reject: str | None, far: float | None, support_shift: int | None,
+                 query_views: str, threads: int | None, batch_size: int, as_json: bool) -> None:
     """N-way K-shot episodes on DATA through the runtime: mean accuracy and 95% CI."""
     from edgemeta.runtime.datasets import load_source
     from edgemeta.runtime.errors import DataError
     from edgemeta.runtime.evaluation import (EpisodeSampler, EpisodeSpec, embed_all, embed_all_queries,
                                              embed_all_support, evaluate)
     from edgemeta.runtime.model import EmbeddingModel
+    from edgemeta.runtime.rejection import operating_point
 
     if episodes < 1 or batch_size < 1:
         raise DataError("--episodes and --batch-size must be at least 1")
-    if threshold is not None and not threshold > 0:
-        raise DataError(f"--threshold must be positive, got {threshold}")
     spec = EpisodeSpec(way, shot, query, unknown, within_alphabet)
     model = EmbeddingModel(model_path, threads=threads) if model_path else EmbeddingModel.default(threads=threads)
+    rejection = operating_point(model.meta.rejection, model.meta.threshold, reject, far, threshold)
     if split == "vinyals-test" and rotations is None:
         rotations = True
     started = time.perf_counter()
     fs = load_source(data, model.meta.preprocess, split=split, rotations=rotations)
     EpisodeSampler(fs.targets, spec, fs.class_groups)  # fail on impossible episodes before embedding
-    threshold = threshold if threshold is not None else model.meta.threshold
     shift = model.meta.support_shift if support_shift is None else support_shift
     views = int(query_views)
     with _progress(len(fs.targets) * (2 if shift or views > 1 else 1), episodes) as bar:
@@ -68,7 +73,7 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
             support = (embed_all_support(model, fs.images, shift, batch_size, bar.update) if shift
                        else embed_all(model, fs.images, batch_size, bar.update))
         result = evaluate(emb, fs.targets, spec, episodes, seed, groups=fs.class_groups,
-                          metric=model.meta.metric, threshold=threshold, progress=bar.update, support_emb=support)
+                          metric=model.meta.metric, rejection=rejection, progress=bar.update, support_emb=support)
     report = result.to_dict()
     report.update(model=str(model.path), data=str(data), split=split, rotations=rotations, support_shift=shift,
                   query_views=views, images=int(len(fs.targets)), classes=int(fs.num_classes),
@@ -111,10 +116,11 @@ def _format(r: dict[str, Any]) -> str:
     if r["unknown"]:
         lines.append(f"open set {r['unknown']} unknown classes per episode: AUROC {r['auroc']:.4f}")
     if r["threshold"] is not None:
-        lines.append(f"at threshold {r['threshold']:.4g}: accuracy {_pct(r['open_accuracy'])} +- "
+        lines.append(f"at rejection {r['rejection']['reject']} (median limit {r['threshold']:.4g} for {r['shot']}-shot "
+                     f"classes among {r['way']}): accuracy {_pct(r['open_accuracy'])} +- "
                      f"{_pct(r['open_ci95'])}, false accepts {_pct(r['false_accept_rate'])}, "
                      f"false rejects {_pct(r['false_reject_rate'])}")
     elif r["unknown"]:
-        lines.append("no threshold (the model has none; pass --threshold) for accept/reject figures")
+        lines.append("no rejection (--reject off, or the model has no rule; pass --threshold) for accept/reject figures")
     lines.append(f"time     {r['seconds']:.1f} s on {r['provider']}")
     return "\n".join(lines)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import click
+
+from .runtime_cmds import far_option, finite_threshold, reject_option
 
 
 def _threshold_option(value: str) -> float | str | None:
@@ -15,9 +18,12 @@ def _threshold_option(value: str) -> float | str | None:
     if value.lower() == "auto":
         return "auto"
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise click.ClickException(f"--threshold takes 'auto', 'none' or a squared distance, got {value!r}") from None
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise click.ClickException(f"--threshold takes 'auto', 'none' or a positive finite squared distance, got {value!r}")
+    return number
 
 
 def _log_to_stderr() -> None:
@@ -35,7 +41,8 @@ def _log_to_stderr() -> None:
 @click.option("--int8", is_flag=True, help="Static int8 quantization (QDQ, per-channel), verified and measured.")
 @click.option("--force", is_flag=True, help="With --int8: write the model even if it loses over 1 point of accuracy.")
 @click.option("--data", default=None, help="Verification/calibration data (default: the run's training source).")
-@click.option("--split", default=None, help="Omniglot split of --data (default: the run's validation split).")
+@click.option("--split", default=None, help="Omniglot split of --data to verify and measure on (default: the classes "
+                                           "the run held out from training).")
 @click.option("--threshold", default="auto", show_default=True,
               help="Rejection threshold: 'auto' (accepts 95% of genuine queries), 'none' or a squared distance.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
@@ -48,10 +55,11 @@ def _log_to_stderr() -> None:
 def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, split: str | None, threshold: str,
            exporter: str, episodes: int, support_shift: int, as_json: bool) -> None:
     """Export a training run (its best.pt, else last.pt) or a checkpoint to a verified ONNX model."""
-    try:
-        from edgemeta.export.pipeline import ExportOptions, run_export
-    except ImportError as e:
-        raise click.ClickException(f"export needs the export extra (pip install 'edgemeta[export]'): {e}") from None
+    from .extras import require_extra
+
+    require_extra("edgemeta export", "export")
+    from edgemeta.export.pipeline import ExportOptions, run_export
+
     _log_to_stderr()
     opts = ExportOptions(out=out, int8=int8, force=force, data=data, split=split,
                          threshold=_threshold_option(threshold), exporter=exporter, episodes=episodes,
@@ -69,9 +77,12 @@ def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, spli
                    f"throughput x{q['throughput_batch64']['ratio']:.2f} vs fp32 at batch 64")
     how = report["threshold_method"]
     if report["threshold"] is None:
-        click.echo(f"rejection threshold: none ({how.get('reason', how['method'])})")
+        click.echo(f"rejection: none ({how.get('reason', how['method'])})")
+    elif how["method"] == "user":
+        click.echo(f"rejection threshold: {report['threshold']:.4g} (given)")
     else:
-        click.echo(f"rejection threshold: {report['threshold']:.4g} ({how['method']})")
+        click.echo(f"rejection rule calibrated by {how['method']} on {how.get('classes')} held-out classes "
+                   f"(edgemeta info shows it; legacy threshold {report['threshold']:.4g})")
 
 
 @click.command()
@@ -79,17 +90,22 @@ def export(run: Path, out: Path, int8: bool, force: bool, data: str | None, spli
               help="Embedding model (default: the shipped model).")
 @click.option("--store", "-s", required=True, type=click.Path(path_type=Path), help="Prototype store made with that model.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="The classifier ONNX file to write.")
+@reject_option
+@far_option
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite_threshold,
+              help="One squared distance for the 'accepted' output, every class alike (overrides --reject).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-def bake(model_path: Path | None, store: Path, out: Path, as_json: bool) -> None:
+def bake(model_path: Path | None, store: Path, out: Path, reject: str | None, far: float | None,
+         threshold: float | None, as_json: bool) -> None:
     """Bake a model and a store into one ONNX classifier: normalized images in, scores and best index out."""
-    try:
-        from edgemeta.export.bake import bake as bake_file
-    except ImportError as e:
-        raise click.ClickException(f"bake needs the export extra (pip install 'edgemeta[export]'): {e}") from None
+    from .extras import require_extra
+
+    require_extra("edgemeta bake", "bake")  # onnx only: baking never imports torch
+    from edgemeta.export.bake import bake as bake_file
     from edgemeta.runtime.model import EmbeddingModel
 
     model = EmbeddingModel.default() if model_path is None else EmbeddingModel(model_path)
-    report = bake_file(model, store, out)
+    report = bake_file(model, store, out, reject=reject, far=far, threshold=threshold)
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import click
 
@@ -21,7 +22,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 
 
 @click.command()
-@click.option("--data", "data", default=None, help="Omniglot npz folder/file, official folders or zips, MNIST IDX, or a class-per-folder tree (with --resume: the run's own).")
+@click.option("--data", "data", default=None, help="omniglot | mnist | mnist-train (fetched once into EDGEMETA_CACHE), or a path: Omniglot npz folder/file, official folders or zips, MNIST IDX, or a class-per-folder tree (with --resume: the run's own).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, config.json, metrics.jsonl, curves.png).")
 @click.option("--split", default=None, help=f"Omniglot split: {' | '.join(SPLIT_CHOICES)} (default: background).")
 @click.option("--way", default=60, show_default=True, type=click.IntRange(2), help="Classes per training episode.")
@@ -34,6 +35,8 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the network.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pt, with any number of processes (its saved config wins, except a given --episodes, --device and a given --episodes-per-step).")
+@click.option("--overwrite", is_flag=True, help="Start a new run in an --out that already holds one (its checkpoints and metrics are removed first); without it or --resume such an --out is refused.")
+@click.option("--checkpoint-minutes", default=1.0, show_default=True, type=click.FloatRange(0), help="Save last.pt every this many minutes of training, besides at validations (0: only at validations). Ctrl-C or SIGTERM saves it too, after the current step, and exits 130 / 143.")
 @click.option("--init", "init", default=None, type=click.Path(exists=True), help="Start from the weights of this checkpoint, run folder (its best.pt) or exported edgemeta .onnx file (fp32; e.g. to fine-tune the shipped model); optimizer, schedule and episode count start afresh; --size may differ.")
 @click.option("--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"]))
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
@@ -56,8 +59,12 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
           episodes_per_step: int, device: str, precision: str, compile_: bool, seed: int, resume: bool, init: str | None,
           backbone: str, size: int, metric: str, lr: float, lr_step: int, augment: str, rotations: bool,
           val_every: int, val_episodes: int, test_way: int, test_shot: int, patience: int, time_limit: float, lr_schedule: str, no_progress: bool,
-          as_json: bool) -> None:
-    """Meta-train an embedding with the prototypical loss on N-way K-shot episodes."""
+          as_json: bool, overwrite: bool, checkpoint_minutes: float) -> None:
+    """Meta-train an embedding with the prototypical loss on N-way K-shot episodes.
+
+    Ctrl-C (SIGINT) or SIGTERM saves RUN_DIR/last.pt after the current step and exits 130 / 143;
+    `edgemeta train --out RUN_DIR --resume` then continues exactly where it stopped.
+    """
     if split is not None and split not in SPLIT_CHOICES:
         raise click.ClickException(f"unknown split {split!r}; one of {', '.join(SPLIT_CHOICES)}")
     # Under torchrun only rank 0 needs last.pt: it sends the checkpoint to the others.
@@ -66,10 +73,11 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
         raise click.UsageError("Missing option '--data'.")
     if data is None and not resuming:
         raise click.ClickException(f"--resume: no {os.path.join(out, 'last.pt')} to continue; give --data to start a new run")
-    try:
-        from edgemeta.train.loop import TrainConfig, train as run_training
-    except ImportError as e:
-        raise click.ClickException(f"training needs the train extra (pip install 'edgemeta[train]'): {e}") from None
+    from .extras import require_extra
+
+    require_extra("edgemeta train", "train")
+    from edgemeta.train.loop import TrainConfig, train as run_training
+
     if split is None and data is not None and _omniglot(data):
         split = "background"
     # Resuming keeps the run's own data and episode count unless given: 0 means "the saved one".
@@ -81,8 +89,15 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
                       time_limit=time_limit, lr_schedule=lr_schedule, init=init or "")
     if backbone == "mobilenet_v3_small":
         cfg.backbone_kwargs = {}
+    from edgemeta.train.interrupt import Interrupted
+
     try:
-        summary = run_training(cfg, resume=resume, progress=not no_progress)
+        summary = run_training(cfg, resume=resume, progress=not no_progress, overwrite=overwrite,
+                               checkpoint_minutes=checkpoint_minutes)
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0":
+            click.echo(str(e), err=True)
+        sys.exit(e.exit_code)
     except RuntimeError as e:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             raise
@@ -102,12 +117,6 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
 
 
 def _omniglot(data: str) -> bool:
-    from pathlib import Path
+    from edgemeta.runtime.datasets import is_omniglot
 
-    from edgemeta.runtime.datasets import _detect
-
-    path = Path(data)
-    try:
-        return path.exists() and _detect(path).startswith("omniglot")
-    except Exception:
-        return False
+    return is_omniglot(data)
