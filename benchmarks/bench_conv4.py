@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgemeta.commands.bench_cmd import format_report
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.bench import BenchConfig, run_bench
+from edgemeta.lab.bench import BenchConfig, run_bench
 
 TARGETS = {"runtime_over_torch_p50": 5.0, "runtime_over_ort_throughput": 0.90, "classify_cli_s": 0.3,
            "int8_over_fp32_throughput_64": 1.5}

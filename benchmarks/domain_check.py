@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=3000)
     args = parser.parse_args()
     from edgemeta.runtime import EmbeddingModel
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
 
     model = EmbeddingModel(args.model) if args.model else EmbeddingModel.default()
     spec = model.meta.preprocess

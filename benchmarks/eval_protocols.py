@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.datasets import load_source
-from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
+from edgemeta.lab.datasets import load_source
+from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 
 # (source folder, split, label, [(way, shot, within_alphabet, unknown)])
 PROTOCOLS = [

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.datasets import load_source
-from edgemeta.runtime.evaluation import (
+from edgemeta.lab.datasets import load_source
+from edgemeta.lab.evaluation import (
     EpisodeSampler,
     EpisodeSpec,
     embed_all,

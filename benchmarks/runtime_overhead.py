@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
-from edgemeta.runtime.bench import SETTLE_S  # noqa: E402
+from edgemeta.lab.bench import SETTLE_S  # noqa: E402
 
 
 def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, float]:

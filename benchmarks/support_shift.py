@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
+from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 from edgemeta.train.data import load_train_val
 
 TASKS = [(5, 1), (20, 1), (20, 5)]

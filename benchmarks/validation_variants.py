@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.evaluation import embed_all, embed_all_queries, embed_all_support, l2_normalize
+from edgemeta.lab.evaluation import embed_all, embed_all_queries, embed_all_support, l2_normalize
 from support_shift import DEFAULT_DATA, table_header, table_row, training_and_validation_sets
 
 

@@ -53,10 +53,10 @@ def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, 
     A source named by the user (``explicit``) must load; the run's recorded source may be gone
     (another machine), and then synthetic images stand in, with a warning.
     """
-    from edgemeta.runtime.fetch import is_named
+    from edgemeta.lab.fetch import is_named
 
     if source is not None and (explicit or is_named(source) or Path(source).expanduser().exists()):
-        from edgemeta.runtime.datasets import load_source
+        from edgemeta.lab.datasets import load_source
 
         try:
             fs = load_source(source, spec, split=split)
@@ -137,7 +137,7 @@ def _same_source(a: str, b: Any) -> bool:
 
 
 def _held_out_classes(source: str, split: str | None, spec: PreprocessSpec, config: dict[str, Any], seed: int) -> ImageSet:
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
     from edgemeta.train.data import held_out_classes
 
     fs = load_source(source, spec, split=split)

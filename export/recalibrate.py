@@ -22,7 +22,7 @@ from edgemeta.runtime.metadata import ModelMetadata
 def recalibrate(path: str | Path, data: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Calibrate ``path``'s rule on its never-trained classes and rewrite its metadata; returns
     {"path", "fingerprint", "rejection", "calibration"}."""
-    from edgemeta.runtime.evaluation import embed_all, embed_all_support
+    from edgemeta.lab.evaluation import embed_all, embed_all_support
     from edgemeta.runtime.model import EmbeddingModel
 
     from .checkpoint import ExportError

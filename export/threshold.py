@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from edgemeta.runtime.errors import DataError
-from edgemeta.runtime.evaluation import (
+from edgemeta.lab.evaluation import (
     EpisodeSampler,
     EpisodeSpec,
     l2_normalize,

@@ -1,7 +1,7 @@
 """Always-on verification of an exported model: ONNX checker, numeric parity, same decisions.
 
 Embeddings are compared on real (prepared) images; decisions are nearest-prototype labels in
-few-shot episodes drawn with ``edgemeta.runtime.evaluation`` (the runtime's own sampler), so
+few-shot episodes drawn with ``edgemeta.lab.evaluation`` (the runtime's own sampler), so
 "identical decisions" means what a deployed classifier would answer.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgemeta.runtime.errors import DataError
-from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, evaluate
+from edgemeta.lab.evaluation import EpisodeSampler, EpisodeSpec, evaluate
 from edgemeta.runtime.preprocess import PreprocessSpec, normalize, shifted_views
 
 from .checkpoint import ExportError

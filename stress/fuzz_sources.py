@@ -1,4 +1,4 @@
-"""Fuzz target for every data-source parser of ``runtime/datasets.py`` (``load_source``)."""
+"""Fuzz target for every data-source parser of ``lab/datasets.py`` (``load_source``)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def sources(draw: st.DrawFn) -> tuple[str, dict[str, bytes], str | None]:
 
 
 def check_source(args: tuple[str, dict[str, bytes], str | None]) -> None:
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
 
     kind, files, split = args
     with tempfile.TemporaryDirectory() as tmp:

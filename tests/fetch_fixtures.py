@@ -116,7 +116,7 @@ def offline_downloads(folder: Path) -> Iterator[None]:
     files that fail torchvision's own md5s; the cache is ``folder/cache``, EDGEMETA_DATA unset."""
     import importlib.util
 
-    from edgemeta.runtime import fetch
+    from edgemeta.lab import fetch
 
     mirror = folder / "mirror"
     mirror.mkdir(exist_ok=True)

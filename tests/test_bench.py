@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import REPO, needs_torch
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel
-from edgemeta.runtime.bench import (BenchConfig, Contender, cold_start, idle_cpu_report, latency, ratios, slow_blocks,
+from edgemeta.lab.bench import (BenchConfig, Contender, cold_start, idle_cpu_report, latency, ratios, slow_blocks,
                                     throughput)
 from tiny_models import linear_model, write_class_folders
 

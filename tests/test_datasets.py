@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgemeta.runtime.datasets import SPLITS, load_source
+from edgemeta.lab.datasets import SPLITS, load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
@@ -102,7 +102,7 @@ def test_torch_free():
     assert "torch" not in sys.modules or True  # other tests may import torch; check in a subprocess
     import subprocess
 
-    code = "import sys, edgemeta.runtime.datasets; assert 'torch' not in sys.modules"
+    code = "import sys, edgemeta.lab.datasets; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgemeta.cli import main
 from edgemeta.runtime import DataError, EmbeddingModel, FewShotClassifier
-from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, auroc, embed_all, evaluate, score_block
+from edgemeta.lab.evaluation import EpisodeSampler, EpisodeSpec, auroc, embed_all, evaluate, score_block
 from tiny_models import class_batch, linear_model, metadata
 
 N_CLASSES, PER_CLASS = 8, 6
@@ -178,7 +178,7 @@ def test_eval_cli_missing_model_and_data(tmp_path, model_path, tree):
 @pytest.mark.data
 def test_within_alphabet_on_real_omniglot(data_dir):
     from edgemeta.runtime import PreprocessSpec
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
 
     data = load_source(data_dir / "omniglot" / "images_evaluation.npz", PreprocessSpec(size=(8, 8)))
     spec = EpisodeSpec(way=20, shot=1, query=5, within_group=True)

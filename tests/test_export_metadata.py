@@ -45,7 +45,7 @@ def _export(run: Path, out: Path, **opts):
 
 
 def test_accuracy_is_measured_on_the_classes_training_held_out(run, fp32):
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
     from edgemeta.runtime.preprocess import PreprocessSpec
     from edgemeta.train.data import held_out_classes
 

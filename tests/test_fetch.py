@@ -1,4 +1,4 @@
-"""Named data sources (runtime/fetch.py) offline: tiny official-layout files served from 127.0.0.1
+"""Named data sources (lab/fetch.py) offline: tiny official-layout files served from 127.0.0.1
 through torchvision's download utilities; the cache, checksums, EDGEMETA_DATA, a missing torchvision."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from PIL import Image
 
 from conftest import needs_torch
 from edgemeta.cli import main
-from edgemeta.runtime import fetch
-from edgemeta.runtime.datasets import load_source
+from edgemeta.lab import fetch
+from edgemeta.lab.datasets import load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 from fetch_fixtures import ALPHABETS, CHARACTERS, block_torchvision, closed_url, official_files, point_downloads, serve
@@ -160,7 +160,7 @@ def test_shared_data_serves_the_names_without_a_download(data_dir, cache, monkey
 @pytest.mark.data
 def test_official_zip_gives_the_npz_classes_in_the_npz_order(data_dir, tmp_path):
     """The downloaded zips and the shared npz files make the same episodes: same pixels, same class order."""
-    from edgemeta.runtime.omniglot_files import character_table, read_npz_images
+    from edgemeta.lab.omniglot_files import character_table, read_npz_images
 
     table = character_table()["evaluation"]
     alphabets = {"Syriac_(Serto)", "Sylheti"}  # the npz lists Syriac first; sorted names would not

@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of the data-source parsers (``runtime/datasets.py``'s ``load_source``)."""
+"""Hypothesis fuzzing of the data-source parsers (``lab/datasets.py``'s ``load_source``)."""
 
 from __future__ import annotations
 

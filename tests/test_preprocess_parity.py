@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import needs_torch
-from edgemeta.runtime.datasets import load_source
+from edgemeta.lab.datasets import load_source
 from edgemeta.runtime.preprocess import PreprocessSpec, normalize, prepare_uint8
 
 

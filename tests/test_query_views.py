@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError
-from edgemeta.runtime.evaluation import embed_all, embed_all_queries
+from edgemeta.lab.evaluation import embed_all, embed_all_queries
 from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, offset_views, shift_offsets, shifted_views
 from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
 

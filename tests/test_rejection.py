@@ -130,7 +130,7 @@ def test_demo_decides_as_classify(setup, monkeypatch) -> None:
 def test_eval_decides_as_classify(setup, point) -> None:
     """``evaluate``'s false reject / accept rates equal those of classifiers enrolled with the same
     episodes' support images and asked about the same queries."""
-    from edgemeta.runtime.evaluation import EpisodeSampler, EpisodeSpec, evaluate
+    from edgemeta.lab.evaluation import EpisodeSampler, EpisodeSpec, evaluate
 
     model_path, _, _, _ = setup
     model = EmbeddingModel(model_path)

@@ -61,7 +61,7 @@ def test_store_with_a_pickled_object_array_is_refused_and_runs_nothing(tmp_path,
 
 def test_data_source_npz_with_object_array_is_refused_and_runs_nothing(tmp_path):
     from edgemeta.runtime import PreprocessSpec
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
 
     marker = tmp_path / "pwned"
     np.savez(tmp_path / "images_background.npz", images=np.array([Evil(marker)], dtype=object))
@@ -127,7 +127,7 @@ def test_store_array_declaring_an_absurd_shape_is_refused_without_allocating(tmp
 
 def test_zip_data_source_with_a_huge_member_is_refused(tmp_path):
     from edgemeta.runtime import PreprocessSpec
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
 
     with zipfile.ZipFile(tmp_path / "images_background.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("images_background/A/character01/x.png", b"\0" * (17 * 1024 * 1024))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError
-from edgemeta.runtime.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
+from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 from edgemeta.runtime.metadata import ModelMetadata
 from edgemeta.runtime.preprocess import shift_offsets, shifted_views
 from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeta.runtime.datasets import FewShotData, is_omniglot, load_source
+from edgemeta.lab.datasets import FewShotData, is_omniglot, load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 

@@ -38,7 +38,7 @@ def bench(model_path: str | None, threads: int | None, compare_path: str | None,
           query_views: str, iterations: int, warmup: int, rounds: int, round_seconds: float, batches: str, cold_runs: int,
           idle_runs: int, spin_us: int | None, as_json: bool) -> None:
     """Latency (p50/p90/p99 at batch 1), throughput, cold start, peak RSS and size of MODEL."""
-    from edgemeta.runtime.bench import BenchConfig, run_bench
+    from edgemeta.lab.bench import BenchConfig, run_bench
     from edgemeta.runtime.errors import EdgemetaError
     from edgemeta.runtime.model import EmbeddingModel
 
@@ -92,7 +92,7 @@ def _fmt_ms(lat: dict[str, float]) -> str:
 
 def format_report(r: dict[str, Any]) -> str:
     """A readable table of a ``run_bench`` report."""
-    from edgemeta.runtime.bench import SLOW_BLOCK_FACTOR
+    from edgemeta.lab.bench import SLOW_BLOCK_FACTOR
 
     m = r["model"]
     lines = [f"model {m['path']}: {m['size_bytes'] / 1024:.1f} KiB, input {m['input']}, "

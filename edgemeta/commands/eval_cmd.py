@@ -47,9 +47,9 @@ def eval_command(model_path: str | None, data: str, split: str | None, way: int,
                  threshold: float | None, reject: str | None, far: float | None, support_shift: int | None,
                  query_views: str, threads: int | None, batch_size: int, as_json: bool) -> None:
     """N-way K-shot episodes on DATA through the runtime: mean accuracy and 95% CI."""
-    from edgemeta.runtime.datasets import load_source
+    from edgemeta.lab.datasets import load_source
     from edgemeta.runtime.errors import DataError
-    from edgemeta.runtime.evaluation import (EpisodeSampler, EpisodeSpec, embed_all, embed_all_queries,
+    from edgemeta.lab.evaluation import (EpisodeSampler, EpisodeSpec, embed_all, embed_all_queries,
                                              embed_all_support, evaluate)
     from edgemeta.runtime.model import EmbeddingModel
     from edgemeta.runtime.rejection import operating_point

@@ -117,6 +117,6 @@ def train(data: str | None, out: str, split: str | None, way: int, shot: list[in
 
 
 def _omniglot(data: str) -> bool:
-    from edgemeta.runtime.datasets import is_omniglot
+    from edgemeta.lab.datasets import is_omniglot
 
     return is_omniglot(data)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import DataError
+from edgemeta.runtime.errors import DataError
 from .omniglot_files import OMNIGLOT_SETS
 
 # name -> the cache sub-folder (and the kind of files it holds)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, EdgemetaError
+from edgemeta.runtime.errors import DataError, EdgemetaError
 from .fetch import NAMES, fetch, is_named
 from .omniglot_files import (MAX_UNPACKED_BYTES, OMNIGLOT_SETS, READ_ERRORS, Char, canonical_order, dir_chars,
                              npz_chars, package_text, zip_chars)
-from .preprocess import PreprocessSpec, prepare_uint8
+from edgemeta.runtime.preprocess import PreprocessSpec, prepare_uint8
 
 SPLITS = ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-trainval", "vinyals-test")
 ROTATIONS = (0, 90, 180, 270)

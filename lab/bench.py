@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .bench_cold import cold_start, idle_cpu_ms, peak_rss_mb
+from .synthetic import random_images
 
 Call = Callable[[], Any]
 ENROLLED_CLASSES = 5
@@ -61,17 +62,9 @@ class Contender:
 SETTLE_S = 0.05
 
 
-def random_images(model: Any, batch: int, seed: int = 0) -> np.ndarray:
-    """uint8 [batch, H, W, C] at the model's size: sparse bright strokes on a dark background."""
-    spec = model.meta.preprocess
-    rng = np.random.default_rng(seed)
-    shape = (batch, spec.size[0], spec.size[1], spec.channels)
-    return np.where(rng.random(shape) < 0.15, rng.integers(128, 256, shape), 0).astype(np.uint8)
-
-
 def runtime_contender(model: Any, name: str = "runtime", query_views: int = 1) -> Contender:
     """``FewShotClassifier.predict`` with ``ENROLLED_CLASSES`` classes of 5 shots each."""
-    from .classifier import FewShotClassifier
+    from edgemeta.runtime.classifier import FewShotClassifier
 
     clf = FewShotClassifier(model, query_views=query_views)
     for k in range(ENROLLED_CLASSES):
@@ -96,7 +89,7 @@ def ort_contender(model: Any, name: str = "ort") -> Contender:
 
 def model_input(model: Any, batch: int) -> np.ndarray:
     """float32 [batch, C, H, W]: what the runtime feeds the network for ``random_images``."""
-    from .preprocess import normalize
+    from edgemeta.runtime.preprocess import normalize
 
     return normalize(model.prepare(random_images(model, batch, seed=batch)), model.meta.preprocess)
 

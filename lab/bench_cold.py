@@ -27,7 +27,7 @@ clf.enroll("a", {image!r})
 clf.predict({image!r})
 t3 = time.perf_counter()
 import json, sys
-from edgemeta.runtime.bench_cold import peak_rss_mb
+from edgemeta.lab.bench_cold import peak_rss_mb
 print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "first_prediction_s": t3 - t2,
                   "in_process_s": t3 - t0, "rss_mb": peak_rss_mb(),
                   "heavy_modules": sorted(m for m in ("torch", "onnx") if m in sys.modules)}}))
@@ -41,8 +41,8 @@ def cold_start(model: Any, threads: int | None, runs: int) -> dict[str, Any]:
     """
     from PIL import Image
 
-    from .bench import random_images
-    from .classifier import FewShotClassifier
+    from .synthetic import random_images
+    from edgemeta.runtime.classifier import FewShotClassifier
 
     with tempfile.TemporaryDirectory(prefix="edgemeta-bench-") as tmp:
         image = Path(tmp) / "query.png"

@@ -27,9 +27,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .preprocess import QUERY_VIEW_OFFSETS, check_query_views
-from .rejection import OperatingPoint
+from edgemeta.runtime.errors import DataError
+from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, check_query_views
+from edgemeta.runtime.rejection import OperatingPoint
 
 BLOCK_EPISODES = 50
 Progress = Callable[[int], None]

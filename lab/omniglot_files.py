@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
-from .images import MAX_IMAGE_PIXELS
+from edgemeta.runtime.errors import DataError
+from edgemeta.runtime.images import MAX_IMAGE_PIXELS
 
 OMNIGLOT_SETS = ("background", "evaluation")
 # Refuse archives that unpack to more than this: a few-shot data set is far smaller.
@@ -34,7 +34,7 @@ Char = tuple[str, str, np.ndarray]
 
 
 def package_text(filename: str) -> str:
-    data = resources.files("edgemeta.train").joinpath("splits", filename).read_bytes()
+    data = resources.files("edgemeta.lab").joinpath("splits", filename).read_bytes()
     return gzip.decompress(data).decode("utf-8")
 
 
