@@ -22,11 +22,15 @@ import tempfile
 from pathlib import Path
 
 from edgemeta.commands.bench_cmd import format_report
-from edgemeta.runtime import EmbeddingModel
 from edgemeta.lab.bench import BenchConfig, run_bench
+from edgemeta.runtime import EmbeddingModel
 
-TARGETS = {"runtime_over_torch_p50": 5.0, "runtime_over_ort_throughput": 0.90, "classify_cli_s": 0.3,
-           "int8_over_fp32_throughput_64": 1.5}
+TARGETS = {
+    "runtime_over_torch_p50": 5.0,
+    "runtime_over_ort_throughput": 0.90,
+    "classify_cli_s": 0.3,
+    "int8_over_fp32_throughput_64": 1.5,
+}
 
 
 def checks(report: dict) -> list[tuple[str, float, str, bool]]:
@@ -34,13 +38,18 @@ def checks(report: dict) -> list[tuple[str, float, str, bool]]:
     r = report["ratios"]
     out = []
     if "runtime_over_torch" in r:
-        for key, label in (("latency_p50", "p50"), ("latency_p50_paired", "p50, paired blocks"),
-                           ("latency_best_block", "best blocks")):
+        for key, label in (
+            ("latency_p50", "p50"),
+            ("latency_p50_paired", "p50, paired blocks"),
+            ("latency_best_block", "best blocks"),
+        ):
             v = r["runtime_over_torch"][key]
             out.append((f"runtime vs torch eager, batch-1 {label}", v, ">= 5x", v >= TARGETS["runtime_over_torch_p50"]))
     if "runtime_compare_over_torch" in r:
         v = r["runtime_compare_over_torch"]["latency_p50_paired"]
-        out.append(("compare's runtime vs torch eager, batch-1 paired", v, ">= 5x", v >= TARGETS["runtime_over_torch_p50"]))
+        out.append(
+            ("compare's runtime vs torch eager, batch-1 paired", v, ">= 5x", v >= TARGETS["runtime_over_torch_p50"])
+        )
     for b, v in r["runtime_over_ort"]["throughput"].items():
         out.append((f"runtime vs bare ORT throughput @{b}", v, ">= 0.90x", v >= TARGETS["runtime_over_ort_throughput"]))
     if report.get("cold_start"):
@@ -73,8 +82,14 @@ def main() -> int:
         model = EmbeddingModel(model_path, threads=args.threads)
         compare = EmbeddingModel(args.compare, threads=args.threads) if args.compare else None
         config = BenchConfig(iterations=args.iterations, cold_runs=args.cold_runs)
-        report = run_bench(model, args.threads, config, compare=compare, torch_module=module,
-                           progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+        report = run_bench(
+            model,
+            args.threads,
+            config,
+            compare=compare,
+            torch_module=module,
+            progress=lambda m: print(f"bench: {m}", file=sys.stderr),
+        )
     print(format_report(report))
     print("\nissue 5 targets:")
     for name, value, target, met in checks(report):

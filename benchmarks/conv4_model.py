@@ -37,12 +37,22 @@ def export_onnx(net: torch.nn.Module, path: Path, size: int = 28) -> Path:
     x = torch.zeros(2, 1, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is all this needs
-        torch.onnx.export(net, (x,), str(path), input_names=["images"], output_names=["embeddings"],
-                          dynamic_axes={"images": {0: "N"}, "embeddings": {0: "N"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net,
+            (x,),
+            str(path),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "N"}, "embeddings": {0: "N"}},
+            opset_version=17,
+            dynamo=False,
+        )
     model = onnx.load(str(path))
-    meta = ModelMetadata(preprocess=PreprocessSpec(size=(size, size), channels=1, polarity="light_on_dark",
-                                                   mean=(0.1,), std=(0.3,)),
-                         embedding_dim=64, training={"backbone": "conv4", "data": "random weights (benchmark)"})
+    meta = ModelMetadata(
+        preprocess=PreprocessSpec(size=(size, size), channels=1, polarity="light_on_dark", mean=(0.1,), std=(0.3,)),
+        embedding_dim=64,
+        training={"backbone": "conv4", "data": "random weights (benchmark)"},
+    )
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.save(model, str(path))

@@ -33,16 +33,33 @@ def conv4_onnx(path: Path, size: int = 28, channels: int = 1, hidden: int = 64, 
         side //= 2
     dim = hidden * side * side
     graph = helper.make_graph(
-        nodes, "conv4",
+        nodes,
+        "conv4",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, size, size])],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", dim])], inits)
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", dim])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    meta = {"format_version": 1, "input_name": "images", "output_name": "embeddings", "embedding_dim": dim,
-            "metric": "sqeuclidean", "threshold": None,
-            "preprocess": {"size": [size, size], "channels": channels, "resize": "bilinear",
-                           "polarity": "light_on_dark", "auto_polarity": True, "mean": [0.0], "std": [1.0]},
-            "training": {"data": "none (random Conv-4 for benchmarks)"}, "accuracy": {}}
+    meta = {
+        "format_version": 1,
+        "input_name": "images",
+        "output_name": "embeddings",
+        "embedding_dim": dim,
+        "metric": "sqeuclidean",
+        "threshold": None,
+        "preprocess": {
+            "size": [size, size],
+            "channels": channels,
+            "resize": "bilinear",
+            "polarity": "light_on_dark",
+            "auto_polarity": True,
+            "mean": [0.0],
+            "std": [1.0],
+        },
+        "training": {"data": "none (random Conv-4 for benchmarks)"},
+        "accuracy": {},
+    }
     helper.set_model_props(model, {"edgemeta": json.dumps(meta)})
     onnx.save(model, str(path))
     return path

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from edgemeta.runtime.preprocess import PreprocessSpec
@@ -26,19 +25,21 @@ from edgemeta.train import distributed
 from edgemeta.train.backbones import build_backbone
 from edgemeta.train.loop import InputPipe
 from edgemeta.train.loss import episode_logits, prototypical_loss
-from edgemeta.train.sampler import EpisodeSampler
+from edgemeta.train.sampler import TrainingEpisodeSampler
 
 WAY, SHOT, QUERY = 20, 5, 5
 
 
-def _worker(rank: int, world: int, port: int, seconds: float, threads: int, result: "mp.Queue") -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+def _worker(rank: int, world: int, port: int, seconds: float, threads: int, result: mp.Queue) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(threads)
     info = distributed.setup("cpu")
     images = np.random.default_rng(0).integers(0, 256, size=(20000, 28, 28, 1), dtype=np.uint8)
-    sampler = EpisodeSampler(images, np.repeat(np.arange(1000), 20), WAY, SHOT, QUERY, 1, "cpu",
-                             shard=(info.rank, info.world))
+    sampler = TrainingEpisodeSampler(
+        images, np.repeat(np.arange(1000), 20), WAY, SHOT, QUERY, 1, "cpu", shard=(info.rank, info.world)
+    )
     pipe = InputPipe(PreprocessSpec(), torch.device("cpu"), "none", channels_last=True)
     model = build_backbone("conv4", 1).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -84,9 +85,13 @@ def main() -> None:
     args = ap.parse_args()
     rates = {int(p): measure(int(p), args.seconds) for p in args.procs.split(",")}
     base = rates[min(rates)]
-    report = {"task": f"{WAY}-way {SHOT}-shot {QUERY}-query, conv4 28x28, 1 episode/process/step, gloo",
-              "cpu_count": os.cpu_count(), "load_before": os.getloadavg()[0],
-              "episodes_per_s": rates, "speedup": {p: r / base for p, r in rates.items()}}
+    report = {
+        "task": f"{WAY}-way {SHOT}-shot {QUERY}-query, conv4 28x28, 1 episode/process/step, gloo",
+        "cpu_count": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+        "episodes_per_s": rates,
+        "speedup": {p: r / base for p, r in rates.items()},
+    }
     if args.json:
         print(json.dumps(report))
     else:

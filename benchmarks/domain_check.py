@@ -26,7 +26,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, c: int, alpha: float
     f = np.fft.fft2(rng.standard_normal((c, h, w)))
     r = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2)
     r[0, 0] = 1.0
-    x = np.real(np.fft.ifft2(f / r ** alpha)).transpose(1, 2, 0)
+    x = np.real(np.fft.ifft2(f / r**alpha)).transpose(1, 2, 0)
     return (x - x.min()) / (np.ptp(x) + 1e-9)
 
 
@@ -73,8 +73,9 @@ def main() -> int:
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--photos", type=int, default=3000)
     args = parser.parse_args()
-    from edgemeta.runtime import EmbeddingModel
     from edgemeta.lab.datasets import load_source
+    from edgemeta.runtime import EmbeddingModel
+    from edgemeta.runtime.domain import out_of_domain
 
     model = EmbeddingModel(args.model) if args.model else EmbeddingModel.default()
     spec = model.meta.preprocess
@@ -83,10 +84,10 @@ def main() -> int:
     flags = model.out_of_domain(photos)
     print(f"photo-like images: {flags.mean():.2%} flagged of {len(flags)}")
     for k, kind in enumerate(KINDS):
-        print(f"  {kind}: {flags[k::len(KINDS)].mean():.2%} of {len(flags[k::len(KINDS)])}")
+        print(f"  {kind}: {flags[k :: len(KINDS)].mean():.2%} of {len(flags[k :: len(KINDS)])}")
     for name, path, split in (("Omniglot evaluation", "omniglot", "evaluation"), ("MNIST test", "mnist", None)):
         images = load_source(Path(args.data) / path, spec, split=split).images
-        flags = model.out_of_domain_prepared(images)
+        flags = out_of_domain(images, model.meta.domain)  # already prepared
         print(f"{name}: {flags.mean():.2%} flagged of {len(flags)} ({int(flags.sum())} images)")
     return 0
 

@@ -13,16 +13,24 @@ import sys
 import time
 from pathlib import Path
 
-from edgemeta.runtime import EmbeddingModel
 from edgemeta.lab.datasets import load_source
 from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
+from edgemeta.runtime import EmbeddingModel
 
 # (source folder, split, label, [(way, shot, within_alphabet, unknown)])
 PROTOCOLS = [
-    ("omniglot", "vinyals-test", "Omniglot Vinyals test (+rotations)",
-     [(5, 1, False, 0), (5, 5, False, 0), (20, 1, False, 0), (20, 5, False, 0), (5, 1, False, 5)]),
-    ("omniglot", "evaluation", "Omniglot evaluation set",
-     [(5, 1, False, 0), (20, 1, False, 0), (5, 1, True, 0), (20, 1, True, 0)]),
+    (
+        "omniglot",
+        "vinyals-test",
+        "Omniglot Vinyals test (+rotations)",
+        [(5, 1, False, 0), (5, 5, False, 0), (20, 1, False, 0), (20, 5, False, 0), (5, 1, False, 5)],
+    ),
+    (
+        "omniglot",
+        "evaluation",
+        "Omniglot evaluation set",
+        [(5, 1, False, 0), (20, 1, False, 0), (5, 1, True, 0), (20, 1, True, 0)],
+    ),
     ("mnist", None, "MNIST t10k (novel domain)", [(10, 1, False, 0), (10, 5, False, 0), (5, 1, False, 5)]),
 ]
 
@@ -32,17 +40,30 @@ def rows(model: EmbeddingModel, data_root: Path, episodes: int, query: int) -> l
     out = []
     for folder, split, label, runs in PROTOCOLS:
         t0 = time.perf_counter()
-        data = load_source(data_root / folder, model.meta.preprocess, split=split,
-                           rotations=True if split == "vinyals-test" else None)
+        data = load_source(
+            data_root / folder, model.meta.preprocess, split=split, rotations=True if split == "vinyals-test" else None
+        )
         emb = embed_all(model, data.images)
         shift = model.meta.support_shift  # support images embedded as enroll embeds them
         support = embed_all_support(model, data.images, shift) if shift else None
         print(f"{label}: {len(emb)} images embedded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for way, shot, within, unknown in runs:
-            r = evaluate(emb, data.targets, EpisodeSpec(way, shot, query, unknown, within), episodes, seed=0,
-                         groups=data.class_groups, metric=model.meta.metric, threshold=model.meta.threshold,
-                         support_emb=support)
-            task = f"{way}-way {shot}-shot" + (" within alphabet" if within else "") + (f", {unknown} unknown" if unknown else "")
+            r = evaluate(
+                emb,
+                data.targets,
+                EpisodeSpec(way, shot, query, unknown, within),
+                episodes,
+                seed=0,
+                groups=data.class_groups,
+                metric=model.meta.metric,
+                threshold=model.meta.threshold,
+                support_emb=support,
+            )
+            task = (
+                f"{way}-way {shot}-shot"
+                + (" within alphabet" if within else "")
+                + (f", {unknown} unknown" if unknown else "")
+            )
             extra = f"AUROC {r.auroc:.3f}" if r.auroc is not None else ""
             if r.false_accept_rate is not None:
                 extra += f", FAR {100 * r.false_accept_rate:.1f}% at threshold"
@@ -57,8 +78,12 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--query", type=int, default=15)
     args = parser.parse_args()
-    model = EmbeddingModel(args.model, threads=args.threads) if args.model else EmbeddingModel.default(threads=args.threads)
-    print(f"model {model.path} ({model.fingerprint[:12]}), {args.episodes} episodes, {args.query} queries per class, seed 0")
+    model = (
+        EmbeddingModel(args.model, threads=args.threads) if args.model else EmbeddingModel.default(threads=args.threads)
+    )
+    print(
+        f"model {model.path} ({model.fingerprint[:12]}), {args.episodes} episodes, {args.query} queries per class, seed 0"
+    )
     print("\n| data | task | accuracy % (95% CI) | open set |\n|---|---|---|---|")
     print("\n".join(rows(model, Path(args.data), args.episodes, args.query)))
     return 0

@@ -15,8 +15,6 @@ import json
 import platform
 import sys
 
-import numpy as np
-
 
 def cpu_flags() -> list[str]:
     try:
@@ -38,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args(argv)
 
-    from edgemeta.export.data import load_images
     from edgemeta.export.quantize import calibration_subset, quantize_int8, throughput
-    from edgemeta.export.verify import embed_onnx, session
+    from edgemeta.export.validation_data import load_images
+    from edgemeta.export.verify import embed_onnx, paired_cosine
     from edgemeta.runtime import EmbeddingModel
+    from edgemeta.runtime.session import make_session
 
     model = EmbeddingModel(args.model)
     spec = model.meta.preprocess
@@ -49,26 +48,49 @@ def main(argv: list[str] | None = None) -> int:
     data = load_images(args.data, args.split, spec, explicit=args.data is not None)
     calib = calibration_subset(data.images)
     check = data.images[:512]
-    reference = embed_onnx(session(fp32), check, spec)
+    reference = embed_onnx(make_session(fp32), check, spec)
     variants = {"fp32": fp32}
-    for name, qdq, per_channel, reduce in (("int8 QDQ per-channel 7-bit", True, True, True),  # what export writes
-                                           ("int8 QDQ per-channel 8-bit", True, True, False),
-                                           ("int8 QDQ per-tensor 7-bit", True, False, True),
-                                           ("int8 QOperator per-channel 7-bit", False, True, True)):
+    for name, qdq, per_channel, reduce in (
+        ("int8 QDQ per-channel 7-bit", True, True, True),  # what export writes
+        ("int8 QDQ per-channel 8-bit", True, True, False),
+        ("int8 QDQ per-tensor 7-bit", True, False, True),
+        ("int8 QOperator per-channel 7-bit", False, True, True),
+    ):
         variants[name] = quantize_int8(fp32, calib, spec, per_channel=per_channel, qdq=qdq, reduce_range=reduce)
     rows = []
     for threads in args.threads:
         best = throughput(variants, spec, args.batch, threads, args.seconds, args.rounds)
         for name, blob in variants.items():
-            emb = embed_onnx(session(blob), check, spec)
-            cos = float(((emb * reference).sum(1) / np.maximum(np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1), 1e-30)).mean())
+            emb = embed_onnx(make_session(blob), check, spec)
+            cos = float(paired_cosine(emb, reference).mean())
             ratio = best[name] / best["fp32"]
-            rows.append({"variant": name, "threads": threads, "images_per_s": best[name], "ratio_vs_fp32": ratio,
-                         "mean_cosine_vs_fp32": cos, "bytes": len(blob)})
-            print(f"{name:34s} threads={threads}  {best[name]:10.0f} img/s  x{ratio:4.2f}  cos={cos:.4f}", file=sys.stderr)
+            rows.append(
+                {
+                    "variant": name,
+                    "threads": threads,
+                    "images_per_s": best[name],
+                    "ratio_vs_fp32": ratio,
+                    "mean_cosine_vs_fp32": cos,
+                    "bytes": len(blob),
+                }
+            )
+            print(
+                f"{name:34s} threads={threads}  {best[name]:10.0f} img/s  x{ratio:4.2f}  cos={cos:.4f}", file=sys.stderr
+            )
     import onnxruntime as ort
-    print(json.dumps({"cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
-                      "onnxruntime": ort.__version__, "batch": args.batch, "calibration": data.describe(), "rows": rows}))
+
+    print(
+        json.dumps(
+            {
+                "cpu": platform.processor() or platform.machine(),
+                "cpu_flags": cpu_flags(),
+                "onnxruntime": ort.__version__,
+                "batch": args.batch,
+                "calibration": data.describe(),
+                "rows": rows,
+            }
+        )
+    )
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgemeta.runtime import EmbeddingModel
+
 from edgemeta.lab.datasets import load_source
 from edgemeta.lab.evaluation import (
     EpisodeSampler,
@@ -37,6 +37,7 @@ from edgemeta.lab.evaluation import (
     evaluate,
     nearest_block,
 )
+from edgemeta.runtime import EmbeddingModel
 from edgemeta.runtime.rejection import OperatingPoint, operating_point
 
 POINTS = [("strict", None), ("balanced", None), (None, 0.01), (None, 0.05)]
@@ -44,8 +45,16 @@ OMNIGLOT_TASKS = [(5, 1), (5, 2), (5, 5), (20, 1), (20, 2), (20, 5)]
 MNIST_TASKS = [(5, 1), (5, 5)]
 
 
-def measure(model: EmbeddingModel, data: str, split: str | None, tasks: list[tuple[int, int]],
-            episodes: int, seed: int, threshold: float | None = None, query: int = 15) -> list[dict[str, Any]]:
+def measure(
+    model: EmbeddingModel,
+    data: str,
+    split: str | None,
+    tasks: list[tuple[int, int]],
+    episodes: int,
+    seed: int,
+    threshold: float | None = None,
+    query: int = 15,
+) -> list[dict[str, Any]]:
     """One row per (way, shot): closed-set accuracy, AUROC, FRR / FAR per operating point."""
     fs = load_source(data, model.meta.preprocess, split=split)
     emb = embed_all(model, fs.images)
@@ -54,14 +63,20 @@ def measure(model: EmbeddingModel, data: str, split: str | None, tasks: list[tup
     rows = []
     for way, shot in tasks:
         spec = EpisodeSpec(way, shot, query, unknown=way if fs.num_classes >= 2 * way else fs.num_classes - way)
-        row: dict[str, Any] = {"data": Path(data).name + (f" ({split})" if split else ""), "way": way, "shot": shot,
-                               "unknown": spec.unknown, "episodes": episodes}
+        row: dict[str, Any] = {
+            "data": Path(data).name + (f" ({split})" if split else ""),
+            "way": way,
+            "shot": shot,
+            "unknown": spec.unknown,
+            "episodes": episodes,
+        }
         points = [operating_point(model.meta.rejection, model.meta.threshold, reject, far) for reject, far in POINTS]
         if threshold is not None:
             points.append(operating_point(None, None, threshold=threshold))
         for op in points:
-            r = evaluate(emb, fs.targets, spec, episodes, seed, metric=model.meta.metric, rejection=op,
-                         support_emb=support)
+            r = evaluate(
+                emb, fs.targets, spec, episodes, seed, metric=model.meta.metric, rejection=op, support_emb=support
+            )
             if op is points[1]:  # balanced: AUROC of the rule's score (d / limit; the same for any tau)
                 row.update(accuracy=r.accuracy, auroc=r.auroc)
             row[op.name] = {"frr": r.false_reject_rate, "far": r.false_accept_rate, "limit": r.threshold}
@@ -70,8 +85,9 @@ def measure(model: EmbeddingModel, data: str, split: str | None, tasks: list[tup
     return rows
 
 
-def oracle_eers(targets: Any, spec: EpisodeSpec, emb: Any, support: Any, episodes: int, seed: int,
-                op: OperatingPoint) -> tuple[float, float]:
+def oracle_eers(
+    targets: Any, spec: EpisodeSpec, emb: Any, support: Any, episodes: int, seed: int, op: OperatingPoint
+) -> tuple[float, float]:
     """Equal error rates of the nearest distance and of d / op's limit, over ``episodes`` episodes of
     the kind ``spec`` (seed ``seed``)."""
     ep = EpisodeSampler(targets, spec).sample(np.random.default_rng(seed), episodes)
@@ -93,14 +109,20 @@ def eer(known: Any, unknown: Any) -> float:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    head = ("| data | way | shot | unknown classes | accuracy | AUROC (rule) | " + " | ".join(f"{n} FRR / FAR" for n in names)
-            + " | EER distance / rule (oracle) |")
+    head = (
+        "| data | way | shot | unknown classes | accuracy | AUROC (rule) | "
+        + " | ".join(f"{n} FRR / FAR" for n in names)
+        + " | EER distance / rule (oracle) |"
+    )
     lines = [head, "|" + "---|" * (7 + len(names))]
     for r in rows:
         cells = [f"{100 * r[n]['frr']:.1f} / {100 * r[n]['far']:.1f} %" for n in names]
-        lines.append(f"| {r['data']} | {r['way']} | {r['shot']} | {r['unknown']} | {100 * r['accuracy']:.1f} % | "
-                     f"{r['auroc']:.4f} | " + " | ".join(cells)
-                     + f" | {100 * r['eer_distance']:.1f} / {100 * r['eer_rule']:.1f} % |")
+        lines.append(
+            f"| {r['data']} | {r['way']} | {r['shot']} | {r['unknown']} | {100 * r['accuracy']:.1f} % | "
+            f"{r['auroc']:.4f} | "
+            + " | ".join(cells)
+            + f" | {100 * r['eer_distance']:.1f} / {100 * r['eer_rule']:.1f} % |"
+        )
     return "\n".join(lines)
 
 
@@ -120,8 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(model, f"{root}/omniglot", "evaluation", OMNIGLOT_TASKS, args.episodes, args.seed, args.threshold)
     rows += measure(model, f"{root}/mnist", None, MNIST_TASKS, args.episodes, args.seed, args.threshold)
     if args.json:
-        print(json.dumps({"model": str(model.path), "fingerprint": model.fingerprint, "seed": args.seed,
-                          "rejection": model.meta.rejection.to_dict() if model.meta.rejection else None, "rows": rows}))
+        print(
+            json.dumps(
+                {
+                    "model": str(model.path),
+                    "fingerprint": model.fingerprint,
+                    "seed": args.seed,
+                    "rejection": model.meta.rejection.to_dict() if model.meta.rejection else None,
+                    "rows": rows,
+                }
+            )
+        )
     else:
         print(f"model {model.path} ({model.fingerprint[:12]}), {args.episodes} episodes per row, seed {args.seed}\n")
         print(markdown(rows))

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
 from edgemeta.lab.bench import SETTLE_S  # noqa: E402
+from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
+from edgemeta.runtime.session import make_session  # noqa: E402
 
 
 def _time_pairs(fn_a, fn_b, calls: int, block: int = 20) -> tuple[float, float, float]:
@@ -60,9 +60,7 @@ def measure(model_path: Path, threads: int, rounds: int, calls: int, separate_se
         clf.enroll(f"class{k}", rng.integers(0, 256, (5, h, w), dtype=np.uint8))
     bare = model.session
     if separate_session:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        bare = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        bare = make_session(model_path, threads=threads, spin_us=None)  # onnxruntime's default spin
     out = {"model": str(model_path), "threads": threads, "bare_session": "separate" if separate_session else "shared"}
     for batch in (1, 64):
         images = rng.integers(0, 256, (batch, h, w), dtype=np.uint8)
@@ -74,11 +72,18 @@ def measure(model_path: Path, threads: int, rounds: int, calls: int, separate_se
             bare.run(None, feed)
         n = calls if batch == 1 else max(calls // 20, 20)
         block = 20 if batch == 1 else 2
-        p, b, extra = np.median([_time_pairs(lambda: clf.predict(images), lambda: bare.run(None, feed), n, block)
-                                 for _ in range(rounds)], axis=0)
-        out[f"batch{batch}"] = {"predict_ms": p * 1e3, "bare_ms": b * 1e3, "extra_us": extra * 1e6,
-                                "predict_images_per_s": batch / p, "bare_images_per_s": batch / b,
-                                "throughput_ratio": b / p}
+        p, b, extra = np.median(
+            [_time_pairs(lambda: clf.predict(images), lambda: bare.run(None, feed), n, block) for _ in range(rounds)],
+            axis=0,
+        )
+        out[f"batch{batch}"] = {
+            "predict_ms": p * 1e3,
+            "bare_ms": b * 1e3,
+            "extra_us": extra * 1e6,
+            "predict_images_per_s": batch / p,
+            "bare_images_per_s": batch / b,
+            "throughput_ratio": b / p,
+        }
     return out
 
 
@@ -92,14 +97,29 @@ def stub_onnx(path: Path, size: int = 28, dim: int = 64) -> Path:
     weights = np.random.default_rng(0).standard_normal((size * size, dim)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["images"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["embeddings"])],
-        "stub", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, size, size])],
+        "stub",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, size, size])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", dim])],
-        [numpy_helper.from_array(weights, "w")])
+        [numpy_helper.from_array(weights, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    meta = {"format_version": 1, "input_name": "images", "output_name": "embeddings", "embedding_dim": dim,
-            "metric": "sqeuclidean", "threshold": None,
-            "preprocess": {"size": [size, size], "channels": 1, "resize": "bilinear", "polarity": "light_on_dark",
-                           "auto_polarity": True, "mean": [0.0], "std": [1.0]}}
+    meta = {
+        "format_version": 1,
+        "input_name": "images",
+        "output_name": "embeddings",
+        "embedding_dim": dim,
+        "metric": "sqeuclidean",
+        "threshold": None,
+        "preprocess": {
+            "size": [size, size],
+            "channels": 1,
+            "resize": "bilinear",
+            "polarity": "light_on_dark",
+            "auto_polarity": True,
+            "mean": [0.0],
+            "std": [1.0],
+        },
+    }
     helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
     onnx.save(model, path)
     return path
@@ -108,14 +128,20 @@ def stub_onnx(path: Path, size: int = 28, dim: int = 64) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="ONNX model (default: a random Conv-4, 28x28)")
-    ap.add_argument("--stub", action="store_true",
-                    help="a linear 784 -> 64 network instead: the network's own time (and its noise) "
-                         "shrinks to a few microseconds, leaving the runtime's overhead in view")
+    ap.add_argument(
+        "--stub",
+        action="store_true",
+        help="a linear 784 -> 64 network instead: the network's own time (and its noise) "
+        "shrinks to a few microseconds, leaving the runtime's overhead in view",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--separate-session", action="store_true",
-                    help="time the bare call on a second session of the same file, not the runtime's own")
+    ap.add_argument(
+        "--separate-session",
+        action="store_true",
+        help="time the bare call on a second session of the same file, not the runtime's own",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +150,7 @@ def main() -> None:
             path = stub_onnx(Path(tmp) / "stub.onnx")
         elif path is None:
             from conv4_onnx import conv4_onnx
+
             path = conv4_onnx(Path(tmp) / "conv4.onnx")
         result = measure(path, args.threads, args.rounds, args.calls, args.separate_session)
     if args.json:
@@ -132,8 +159,10 @@ def main() -> None:
     print(f"model {result['model']}, {args.threads} threads")
     for b in ("batch1", "batch64"):
         r = result[b]
-        print(f"{b:>8}: predict {r['predict_ms']:.4f} ms, bare ORT {r['bare_ms']:.4f} ms, "
-              f"extra {r['extra_us']:.1f} us, throughput ratio {r['throughput_ratio']:.3f}")
+        print(
+            f"{b:>8}: predict {r['predict_ms']:.4f} ms, bare ORT {r['bare_ms']:.4f} ms, "
+            f"extra {r['extra_us']:.1f} us, throughput ratio {r['throughput_ratio']:.3f}"
+        )
 
 
 if __name__ == "__main__":

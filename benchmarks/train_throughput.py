@@ -23,14 +23,14 @@ from edgemeta.runtime.preprocess import PreprocessSpec
 from edgemeta.train.backbones import build_backbone
 from edgemeta.train.loop import InputPipe, TrainConfig, train
 from edgemeta.train.loss import episode_logits, prototypical_loss
-from edgemeta.train.sampler import EpisodeSampler
+from edgemeta.train.sampler import TrainingEpisodeSampler
 
 
 def measure(device: str, way: int, shot: int, query: int, e: int, bf16: bool, cl: bool, seconds: float) -> float:
     """Episodes/s of full training steps on random 28x28 data (1000 classes x 20)."""
     dev = torch.device(device)
     images = np.random.default_rng(0).integers(0, 256, size=(20000, 28, 28, 1), dtype=np.uint8)
-    sampler = EpisodeSampler(images, np.repeat(np.arange(1000), 20), way, shot, query, e, dev)
+    sampler = TrainingEpisodeSampler(images, np.repeat(np.arange(1000), 20), way, shot, query, e, dev)
     pipe = InputPipe(PreprocessSpec(), dev, "none", channels_last=cl)
     model = build_backbone("conv4", 1).to(dev)
     model = model.to(memory_format=torch.channels_last) if cl else model
@@ -59,13 +59,32 @@ def measure(device: str, way: int, shot: int, query: int, e: int, bf16: bool, cl
 
 def time_to_accuracy(data: str, device: str, fast: bool, seconds: float, target: float) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(data=data, out=out, split="background", way=60, shot=[1, 5] if fast else [5], query=5,
-                          episodes=10**7, lr_step=20000, episodes_per_step=8 if fast else 1, device=device,
-                          precision="bf16" if fast else "fp32", channels_last=fast, augment="none", val_every=1000,
-                          val_episodes=400, time_limit=seconds, target=target)
+        cfg = TrainConfig(
+            data=data,
+            out=out,
+            split="background",
+            way=60,
+            shot=[1, 5] if fast else [5],
+            query=5,
+            episodes=10**7,
+            lr_step=20000,
+            episodes_per_step=8 if fast else 1,
+            device=device,
+            precision="bf16" if fast else "fp32",
+            channels_last=fast,
+            augment="none",
+            val_every=1000,
+            val_episodes=400,
+            time_limit=seconds,
+            target=target,
+        )
         s = train(cfg, progress=False)
-    return {"seconds_to_target": (s["time_to_target"] or {}).get("seconds"), "best_val": s["best_val"],
-            "episodes": s["episodes"], "budget_s": seconds}
+    return {
+        "seconds_to_target": (s["time_to_target"] or {}).get("seconds"),
+        "best_val": s["best_val"],
+        "episodes": s["episodes"],
+        "budget_s": seconds,
+    }
 
 
 def main() -> None:
@@ -86,17 +105,29 @@ def main() -> None:
         fast_bf16 = measure(a.device, way, 5, 5, e, True, True, a.seconds)
         fast_fp32 = measure(a.device, way, 5, 5, e, False, True, a.seconds)
         fast_2e = measure(a.device, way, 5, 5, 2 * e, True, True, a.seconds)
-        row = {"way": way, "shot": 5, "query": 5, "episodes_per_step": e, "plain_fp32_eager": plain,
-               "fast_bf16": fast_bf16, "fast_fp32": fast_fp32, f"fast_bf16_e{2 * e}": fast_2e,
-               "ratio_best": max(fast_bf16, fast_fp32) / plain, "ratio_2e": fast_2e / plain}
+        row = {
+            "way": way,
+            "shot": 5,
+            "query": 5,
+            "episodes_per_step": e,
+            "plain_fp32_eager": plain,
+            "fast_bf16": fast_bf16,
+            "fast_fp32": fast_fp32,
+            f"fast_bf16_e{2 * e}": fast_2e,
+            "ratio_best": max(fast_bf16, fast_fp32) / plain,
+            "ratio_2e": fast_2e / plain,
+        }
         results["configs"].append(row)
-        print(f"{way}-way 5-shot 5-query: plain {plain:.1f} ep/s, fast bf16 {fast_bf16:.1f}, fast fp32 {fast_fp32:.1f}"
-              f" (E={e}), ratio {row['ratio_best']:.2f}x; bf16 E={2 * e}: {fast_2e:.1f} ({row['ratio_2e']:.2f}x)",
-              file=sys.stderr)
+        print(
+            f"{way}-way 5-shot 5-query: plain {plain:.1f} ep/s, fast bf16 {fast_bf16:.1f}, fast fp32 {fast_fp32:.1f}"
+            f" (E={e}), ratio {row['ratio_best']:.2f}x; bf16 E={2 * e}: {fast_2e:.1f} ({row['ratio_2e']:.2f}x)",
+            file=sys.stderr,
+        )
     if a.tta_data:
         results["time_to_accuracy"] = {
             "fast": time_to_accuracy(a.tta_data, a.device, True, a.tta_seconds, a.target),
-            "plain": time_to_accuracy(a.tta_data, a.device, False, a.tta_seconds, a.target)}
+            "plain": time_to_accuracy(a.tta_data, a.device, False, a.tta_seconds, a.target),
+        }
         print(json.dumps(results["time_to_accuracy"]), file=sys.stderr)
     if a.json:
         print(json.dumps(results, indent=2))

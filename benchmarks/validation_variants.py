@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from edgemeta.runtime import EmbeddingModel
-from edgemeta.lab.evaluation import embed_all, embed_all_queries, embed_all_support, l2_normalize
 from support_shift import DEFAULT_DATA, table_header, table_row, training_and_validation_sets
+
+from edgemeta.lab.evaluation import embed_all, embed_all_queries, embed_all_support
+from edgemeta.runtime import EmbeddingModel
+from edgemeta.runtime.nearest import l2_normalize
 
 
 def main() -> int:
@@ -42,18 +43,44 @@ def main() -> int:
     print(table_header("variant"))
     names = [str(Path(p).parent.name if Path(p).name == "model.onnx" else Path(p).name) for p in args.model]
     print(table_row(names[0], queries[0], support[0], val.targets, args.episodes), flush=True)
-    print(table_row(f"{names[0]}, queries over 9 shifts", support[0], support[0], val.targets, args.episodes), flush=True)
+    print(
+        table_row(f"{names[0]}, queries over 9 shifts", support[0], support[0], val.targets, args.episodes), flush=True
+    )
     for views in (3, 5):
-        print(table_row(f"{names[0]}, --query-views {views}", embed_all_queries(models[0], val.images, views),
-                        support[0], val.targets, args.episodes), flush=True)
+        print(
+            table_row(
+                f"{names[0]}, --query-views {views}",
+                embed_all_queries(models[0], val.images, views),
+                support[0],
+                val.targets,
+                args.episodes,
+            ),
+            flush=True,
+        )
     sample = np.random.default_rng(0).choice(len(train.images), min(8000, len(train.images)), replace=False)
     train_mean = embed_all(models[0], train.images[np.sort(sample)]).mean(axis=0)
     for label, center in (("L2-normalized", 0.0), ("centered on the training mean, L2-normalized", train_mean)):
-        print(table_row(f"{names[0]}, {label}", l2_normalize(queries[0] - center),
-                        l2_normalize(support[0] - center), val.targets, args.episodes), flush=True)
+        print(
+            table_row(
+                f"{names[0]}, {label}",
+                l2_normalize(queries[0] - center),
+                l2_normalize(support[0] - center),
+                val.targets,
+                args.episodes,
+            ),
+            flush=True,
+        )
     for n in range(2, len(models) + 1):
-        print(table_row("ensemble " + " + ".join(names[:n]), np.concatenate(queries[:n], 1),
-                        np.concatenate(support[:n], 1), val.targets, args.episodes), flush=True)
+        print(
+            table_row(
+                "ensemble " + " + ".join(names[:n]),
+                np.concatenate(queries[:n], 1),
+                np.concatenate(support[:n], 1),
+                val.targets,
+                args.episodes,
+            ),
+            flush=True,
+        )
     return 0
 
 

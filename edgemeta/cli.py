@@ -17,12 +17,13 @@ LAZY_COMMANDS = {
     "export": ("edgemeta.commands.export_cmd", "export", "Export a training run to a verified ONNX model."),
     "bake": ("edgemeta.commands.export_cmd", "bake", "Bake a model and a store into one classifier ONNX graph."),
     "eval": ("edgemeta.commands.eval_cmd", "eval_command", "N-way K-shot accuracy with a 95% CI, through the runtime."),
-    "enroll": ("edgemeta.commands.runtime_cmds", "enroll", "Add examples of a class to a prototype store."),
-    "remove": ("edgemeta.commands.runtime_cmds", "remove", "Remove classes from a prototype store."),
-    "classify": ("edgemeta.commands.runtime_cmds", "classify", "Classify images against a prototype store."),
-    "info": ("edgemeta.commands.runtime_cmds", "info", "Show what a model or a store holds."),
+    "enroll": ("edgemeta.commands.store_cmds", "enroll", "Add examples of a class to a prototype store."),
+    "remove": ("edgemeta.commands.store_cmds", "remove", "Remove classes from a prototype store."),
+    "classify": ("edgemeta.commands.classify_cmd", "classify", "Classify images against a prototype store."),
+    "info": ("edgemeta.commands.info_cmd", "info", "Show what a model or a store holds."),
     "bench": ("edgemeta.commands.bench_cmd", "bench", "Latency, throughput, memory and size of a model."),
     "demo": ("edgemeta.commands.demo_cmd", "demo", "Few-shot recognition on the shipped model and examples."),
+    "web": ("edgemeta.commands.web_cmd", "web", "Serve the draw-to-teach browser demo (JavaScript runtime)."),
 }
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from edgemeta.runtime import nearest
 from edgemeta.runtime.classifier import FewShotClassifier
+from edgemeta.runtime.errors import ExportError
 from edgemeta.runtime.metadata import CLASSIFIER_KEY, LABELS_KEY
 from edgemeta.runtime.model import EmbeddingModel
-
-from .checkpoint import ExportError
 
 PREFIX = "edgemeta_bake/"
 
@@ -63,7 +63,7 @@ def class_limits(clf: FewShotClassifier, labels: list[str]) -> np.ndarray:
     counts = clf.counts()
     _, protos = clf.prototypes()
     wide = protos.astype(np.float64)  # the classifier's own ||p||^2: float32 prototypes widened
-    return clf.operating_point().limits([counts[lab] for lab in labels], len(labels), np.einsum("cd,cd->c", wide, wide))
+    return clf.operating_point().limits([counts[lab] for lab in labels], len(labels), nearest.squared_norms(wide))
 
 
 def _check_free_names(graph) -> None:
@@ -92,37 +92,48 @@ def _rename(graph, old: str, new: str) -> None:
 
 
 def _add_l2_normalize(graph, raw: str, out: str, opset: int) -> None:
-    """out = raw / max(||raw||, 1e-12), as FewShotClassifier.embed does for cosine."""
+    """``nearest.l2_normalize`` as nodes: out = raw / max(||raw||, NORM_EPS), as the classifier embeds for cosine."""
     from onnx import helper, numpy_helper
 
-    p, nodes, inits = PREFIX, [], [numpy_helper.from_array(np.array(1e-12, np.float32), PREFIX + "eps")]
+    p, nodes, inits = PREFIX, [], [numpy_helper.from_array(np.array(nearest.NORM_EPS, np.float32), PREFIX + "eps")]
     _reduce("ReduceSumSquare", raw, p + "sq", opset, nodes, inits, keepdims=1)
-    nodes += [helper.make_node("Sqrt", [p + "sq"], [p + "norm"]),
-              helper.make_node("Max", [p + "norm", p + "eps"], [p + "norm_eps"]),
-              helper.make_node("Div", [raw, p + "norm_eps"], [out])]
+    nodes += [
+        helper.make_node("Sqrt", [p + "sq"], [p + "norm"]),
+        helper.make_node("Max", [p + "norm", p + "eps"], [p + "norm_eps"]),
+        helper.make_node("Div", [raw, p + "norm_eps"], [out]),
+    ]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
 
 
 def _add_head(graph, emb: str, protos: np.ndarray, limits: np.ndarray, opset: int) -> None:
-    """distances [N, C] squared Euclidean; scores = softmax(-distances); best_index; accepted."""
+    """runtime/nearest.py's formula as nodes (tests/test_nearest.py checks them against it): distances
+    [N, C] (``squared_distances``), scores (``softmax_scores``), best_index (top 1); accepted."""
     from onnx import helper, numpy_helper
 
     p = PREFIX
     # Direct differences, not ||q||^2 - 2 q.p + ||p||^2: no cancellation (that form's float32 rounding
     # moves trained-model scores by ~1e-5), and [N, C, D] stays small for few-shot class counts.
-    inits = [numpy_helper.from_array(protos, p + "prototypes"),
-             numpy_helper.from_array(np.array([1], np.int64), p + "axis1"),
-             numpy_helper.from_array(limits, p + "limits")]
-    nodes = [helper.make_node("Unsqueeze", [emb, p + "axis1"], [p + "q"]),          # [N, 1, D]
-             helper.make_node("Sub", [p + "q", p + "prototypes"], [p + "diff"])]    # [N, C, D]
+    inits = [
+        numpy_helper.from_array(protos, p + "prototypes"),
+        numpy_helper.from_array(np.array([1], np.int64), p + "axis1"),
+        numpy_helper.from_array(limits, p + "limits"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", [emb, p + "axis1"], [p + "q"]),  # [N, 1, D]
+        helper.make_node("Sub", [p + "q", p + "prototypes"], [p + "diff"]),
+    ]  # [N, C, D]
     _reduce("ReduceSumSquare", p + "diff", "distances", opset, nodes, inits, keepdims=0)
-    nodes += [helper.make_node("Neg", ["distances"], [p + "neg"]),
-              helper.make_node("Softmax", [p + "neg"], ["scores"], axis=1),
-              helper.make_node("ArgMin", ["distances"], ["best_index"], axis=1, keepdims=0)]
+    nodes += [
+        helper.make_node("Neg", ["distances"], [p + "neg"]),
+        helper.make_node("Softmax", [p + "neg"], ["scores"], axis=1),
+        helper.make_node("ArgMin", ["distances"], ["best_index"], axis=1, keepdims=0),
+    ]
     _reduce("ReduceMin", "distances", p + "nearest", opset, nodes, inits, keepdims=0)
-    nodes += [helper.make_node("Gather", [p + "limits", "best_index"], [p + "limit"], axis=0),
-              helper.make_node("LessOrEqual", [p + "nearest", p + "limit"], ["accepted"])]
+    nodes += [
+        helper.make_node("Gather", [p + "limits", "best_index"], [p + "limit"], axis=0),
+        helper.make_node("LessOrEqual", [p + "nearest", p + "limit"], ["accepted"]),
+    ]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
 
@@ -131,33 +142,56 @@ def _set_outputs(graph, emb: str, dim: int, classes: int) -> None:
     from onnx import TensorProto, helper
 
     del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info(emb, TensorProto.FLOAT, ["batch", dim]),
-        helper.make_tensor_value_info("distances", TensorProto.FLOAT, ["batch", classes]),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes]),
-        helper.make_tensor_value_info("best_index", TensorProto.INT64, ["batch"]),
-        helper.make_tensor_value_info("accepted", TensorProto.BOOL, ["batch"]),
-    ])
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(emb, TensorProto.FLOAT, ["batch", dim]),
+            helper.make_tensor_value_info("distances", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("best_index", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("accepted", TensorProto.BOOL, ["batch"]),
+        ]
+    )
 
 
 def _set_classifier_metadata(proto, model: EmbeddingModel, clf: FewShotClassifier, labels: list[str]) -> None:
     from .onnx_export import set_metadata
 
     counts = clf.counts()
-    info: dict[str, Any] = {"format_version": 1, "labels": labels, "shots": [counts[lab] for lab in labels],
-                            "model_fingerprint": model.fingerprint, "input": model.meta.input_name,
-                            "input_is_normalized": True, "outputs": ["embeddings", "distances", "scores", "best_index", "accepted"],
-                            "rejection": clf.operating_point().to_dict(),
-                            "limits": [float(x) if np.isfinite(x) else None for x in class_limits(clf, labels)]}
-    set_metadata(proto, model.meta, {LABELS_KEY: json.dumps(labels, ensure_ascii=False),
-                                     CLASSIFIER_KEY: json.dumps(info, ensure_ascii=False, sort_keys=True)})
+    info: dict[str, Any] = {
+        "format_version": 1,
+        "labels": labels,
+        "shots": [counts[lab] for lab in labels],
+        "model_fingerprint": model.fingerprint,
+        "input": model.meta.input_name,
+        "input_is_normalized": True,
+        "outputs": ["embeddings", "distances", "scores", "best_index", "accepted"],
+        "rejection": clf.operating_point().to_dict(),
+        "limits": [float(x) if np.isfinite(x) else None for x in class_limits(clf, labels)],
+    }
+    set_metadata(
+        proto,
+        model.meta,
+        {
+            LABELS_KEY: json.dumps(labels, ensure_ascii=False),
+            CLASSIFIER_KEY: json.dumps(info, ensure_ascii=False, sort_keys=True),
+        },
+    )
 
 
-def bake(model: EmbeddingModel, store: str | Path, out: str | Path, *, reject: str | None = None,
-         far: float | None = None, threshold: float | None = None) -> dict[str, Any]:
+def bake(
+    model: EmbeddingModel,
+    store: str | Path,
+    out: str | Path,
+    *,
+    reject: str | None = None,
+    far: float | None = None,
+    threshold: float | None = None,
+) -> dict[str, Any]:
     """Bake ``store``'s classes and ``model`` into ``out``, verified against ``FewShotClassifier.decide``;
     ``accepted`` follows the rejection operating point ``reject`` / ``far`` / ``threshold`` (as classify)."""
-    from .files import atomic_write, check_writable
+    from edgemeta.runtime.files import atomic_write
+
+    from .files import check_writable
     from .verify import check_onnx
 
     out = Path(out).expanduser()
@@ -168,8 +202,15 @@ def bake(model: EmbeddingModel, store: str | Path, out: str | Path, *, reject: s
     data = proto.SerializeToString()
     report: dict[str, Any] = {}
     atomic_write(out, data, lambda tmp: report.update(verify_baked(tmp, clf)))
-    return {"out": str(out), "bytes": len(data), "classes": len(clf.labels), "labels": clf.labels,
-            "metric": model.meta.metric, "rejection": clf.operating_point().to_dict(), **report}
+    return {
+        "out": str(out),
+        "bytes": len(data),
+        "classes": len(clf.labels),
+        "labels": clf.labels,
+        "metric": model.meta.metric,
+        "rejection": clf.operating_point().to_dict(),
+        **report,
+    }
 
 
 def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[str, Any]:
@@ -179,21 +220,18 @@ def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[
     prototypes, and top-1 must equal ``clf.predict``'s wherever the two nearest classes are not tied
     within float32 rounding.
     """
-    import onnxruntime as ort
-
     from edgemeta.runtime.preprocess import normalize
+    from edgemeta.runtime.session import make_session
 
-    from .data import synthetic_images
+    from .validation_data import synthetic_images
 
     spec = clf.model.meta.preprocess
     images, _ = synthetic_images(spec, classes=4, per_class=4, seed=1)
     x = normalize(clf.model.prepare(images), spec)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = make_session(path)
     scores, best, accepted = sess.run(["scores", "best_index", "accepted"], {clf.model.meta.input_name: x})
     _, protos = clf.prototypes()
-    d = ((clf.embed(images).astype(np.float64)[:, None] - protos[None].astype(np.float64)) ** 2).sum(-1)   # [N, C]
-    exact = np.exp(d.min(1, keepdims=True) - d)
-    exact /= exact.sum(1, keepdims=True)
+    exact = nearest.softmax_scores(nearest.squared_distances(clf.embed(images), protos))  # float64 [N, C]
     diff = float(np.abs(scores - exact).max())
     top, ok = clf.decide(images, top_k=min(2, len(clf.labels)))
     index = {lab: i for i, lab in enumerate(clf.labels)}
@@ -203,7 +241,9 @@ def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[
     at_limit = np.array([abs(r[0].distance - lim) <= 1e-5 * max(1.0, lim) for r, lim in zip(top, limits)])
     decided = (np.array(ok) == accepted) | tied | at_limit
     if not (diff <= tol and np.all(same | tied) and np.all(decided)):
-        raise ExportError(f"baked classifier disagrees with the runtime (max score diff {diff:.3g}, "
-                          f"{int((~same & ~tied).sum())} different top-1 labels, {int((~decided).sum())} "
-                          f"different accept decisions)")
+        raise ExportError(
+            f"baked classifier disagrees with the runtime (max score diff {diff:.3g}, "
+            f"{int((~same & ~tied).sum())} different top-1 labels, {int((~decided).sum())} "
+            f"different accept decisions)"
+        )
     return {"verified_images": len(x), "max_score_diff": diff}

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgemeta.runtime.errors import EdgemetaError
+from edgemeta.runtime.errors import EdgemetaError, ExportError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
 REQUIRED_CONFIG = ("backbone", "in_channels", "preprocess", "metric")
-
-
-class ExportError(EdgemetaError):
-    """A checkpoint cannot be exported, or the exported model fails verification."""
 
 
 @dataclass
@@ -66,7 +62,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read (through ``edgemeta.train.checkpoint``) and validate a checkpoint file or run folder."""
-    from edgemeta.train.checkpoint import load_checkpoint as read_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     file = resolve_checkpoint(path)
     with warnings.catch_warnings():  # torch warns about foreign pickles; the error says it all
@@ -84,7 +80,7 @@ def _validate(raw: Any, file: Path) -> Checkpoint:
     best = raw.get("best_val")
     ckpt = Checkpoint(file, config, state, raw.get("episode"), best if isinstance(best, dict) else None)
     try:
-        ckpt.preprocess
+        _ = ckpt.preprocess  # validates the recorded preprocessing
     except EdgemetaError as e:
         raise ExportError(f"{file}: {e}") from None
     return ckpt

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from edgemeta.runtime.metadata import METADATA_KEY, ModelMetadata
 
-from .checkpoint import ExportError
+from edgemeta.runtime.errors import ExportError
+from edgemeta.runtime.metadata import METADATA_KEY, ModelMetadata
 
 
 def rewrite_metadata(path: str | Path, update: Callable[[ModelMetadata], ModelMetadata]) -> str:
@@ -21,9 +21,10 @@ def rewrite_metadata(path: str | Path, update: Callable[[ModelMetadata], ModelMe
     atomically, after checking through the runtime that the new file computes bit-identical
     embeddings; returns the new file's sha256. Nothing is written when the metadata is unchanged."""
     import onnx
+
+    from edgemeta.runtime.files import atomic_write
     from edgemeta.runtime.model import EmbeddingModel
 
-    from .files import atomic_write
     from .onnx_export import set_metadata
     from .trim import _with_equivalent_fingerprint
 

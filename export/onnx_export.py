@@ -12,10 +12,9 @@ import logging
 import warnings
 from typing import Any
 
+from edgemeta.runtime.errors import ExportError
 from edgemeta.runtime.metadata import METADATA_KEY, ModelMetadata
 from edgemeta.runtime.preprocess import PreprocessSpec
-
-from .checkpoint import ExportError
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
@@ -57,8 +56,16 @@ def _export_dynamo(model, x, opset: int):
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+        program = torch.onnx.export(
+            model,
+            (x,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            verbose=False,
+        )
     proto = program.model_proto
     _check_names(proto)
     return proto
@@ -71,9 +78,17 @@ def _export_legacy(model, x, opset: int):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset, do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buf.getvalue())
     _check_names(proto)
     return proto
@@ -83,7 +98,9 @@ def _check_names(proto) -> None:
     ins = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     outs = [o.name for o in proto.graph.output]
     if ins != [INPUT_NAME] or outs != [OUTPUT_NAME]:
-        raise RuntimeError(f"exported graph has inputs {ins} and outputs {outs}, expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]")
+        raise RuntimeError(
+            f"exported graph has inputs {ins} and outputs {outs}, expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]"
+        )
 
 
 def set_metadata(proto, meta: ModelMetadata, extra: dict[str, str] | None = None) -> None:

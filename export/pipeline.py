@@ -7,24 +7,27 @@ beside it, loaded back through the runtime, and only then renamed over ``out``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from edgemeta.runtime.errors import ExportError
+from edgemeta.runtime.files import atomic_write
 from edgemeta.runtime.metadata import ModelMetadata
 from edgemeta.runtime.preprocess import check_support_shift
 from edgemeta.runtime.rejection import RejectionRule
+from edgemeta.runtime.session import make_session
 
-from .checkpoint import Checkpoint, ExportError, build_model, load_checkpoint
-from .files import atomic_write, check_writable
-from .data import ImageSet, choose_source, domain_metadata, load_images, load_validation
+from .checkpoint import Checkpoint, build_model, load_checkpoint
+from .files import check_writable
 from .onnx_export import export_network, set_metadata, training_summary
 from .threshold import calibrate_rejection, legacy_threshold
 from .trim import trim_unread_conv_outputs
-from .verify import (FP32, INT8, check_onnx, compare, embed_onnx, embed_onnx_support, embed_torch, few_shot_accuracy,
-                     session)
+from .validation_data import ImageSet, choose_source, domain_metadata, load_images, load_validation
+from .verify import FP32, INT8, check_onnx, compare, embed_onnx, embed_onnx_support, embed_torch, few_shot_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +58,24 @@ def run_export(checkpoint: str | Path, opts: ExportOptions, say: Callable[[str],
     say(f"verification data: {val.source} ({val.split or 'all'}), {len(val.images)} images")
     proto, exporter = export_network(model, spec, opts.exporter)
     trimmed = trim_unread_conv_outputs(proto)
-    say(f"exported with the {exporter} exporter" + (f"; {trimmed} convolution(s) trimmed to the rows pooling reads" if trimmed else ""))
+    say(
+        f"exported with the {exporter} exporter"
+        + (f"; {trimmed} convolution(s) trimmed to the rows pooling reads" if trimmed else "")
+    )
     reference = embed_torch(model, val.images, spec)
-    fp32_session = session(proto.SerializeToString())
+    fp32_session = make_session(proto.SerializeToString())
     emb = embed_onnx(fp32_session, val.images, spec)
-    report: dict[str, Any] = {"checkpoint": str(ckpt.path), "exporter": exporter, "opset": _opset(proto), "trimmed_convs": trimmed,
-                              "data": val.describe(), "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed)}
-    say(f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes")
+    report: dict[str, Any] = {
+        "checkpoint": str(ckpt.path),
+        "exporter": exporter,
+        "opset": _opset(proto),
+        "trimmed_convs": trimmed,
+        "data": val.describe(),
+        "parity": compare(reference, emb, val.targets, _metric(ckpt), FP32, opts.episodes, opts.seed),
+    }
+    say(
+        f"fp32 parity: max abs diff {report['parity']['max_abs_diff']:.3g}, decisions identical in {opts.episodes} episodes"
+    )
     report["accuracy"] = few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed)
     meta = _metadata(ckpt, emb, val, opts, report, exporter, support=_support(fp32_session, val, ckpt, opts))
     meta = replace(meta, network={"id": ckpt.network_id, "reference": True}, domain=domain_metadata(ckpt.config, val))
@@ -101,9 +115,16 @@ def _support(sess, val: ImageSet, ckpt: Checkpoint, opts: ExportOptions) -> np.n
     return embed_onnx_support(sess, val.images, ckpt.preprocess, check_support_shift(opts.support_shift))
 
 
-def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOptions,
-              report: dict[str, Any], exporter: str, precision: str = "fp32",
-              support: np.ndarray | None = None) -> ModelMetadata:
+def _metadata(
+    ckpt: Checkpoint,
+    emb: np.ndarray,
+    val: ImageSet,
+    opts: ExportOptions,
+    report: dict[str, Any],
+    exporter: str,
+    precision: str = "fp32",
+    support: np.ndarray | None = None,
+) -> ModelMetadata:
     """The model's metadata; the rejection rule is calibrated on ``emb`` (float32 [M, D]) as queries
     and ``support`` (float32 [M, D]) as enrolled images, unless a threshold is given."""
     threshold, rule, how = _threshold(emb, val, opts, _metric(ckpt), support)
@@ -113,13 +134,21 @@ def _metadata(ckpt: Checkpoint, emb: np.ndarray, val: ImageSet, opts: ExportOpti
         accuracy["int8"] = report["int8"]["accuracy"]
     training = training_summary(ckpt.config, ckpt.episode, ckpt.path.name)
     training.update(exporter=exporter, opset=report["opset"], precision=precision)
-    return ModelMetadata(preprocess=ckpt.preprocess, embedding_dim=int(emb.shape[1]), metric=_metric(ckpt),
-                         threshold=threshold, support_shift=check_support_shift(opts.support_shift),
-                         training=training, accuracy=accuracy, rejection=rule)
+    return ModelMetadata(
+        preprocess=ckpt.preprocess,
+        embedding_dim=int(emb.shape[1]),
+        metric=_metric(ckpt),
+        threshold=threshold,
+        support_shift=check_support_shift(opts.support_shift),
+        training=training,
+        accuracy=accuracy,
+        rejection=rule,
+    )
 
 
-def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str,
-               support: np.ndarray | None) -> tuple[float | None, RejectionRule | None, dict[str, Any]]:
+def _threshold(
+    emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str, support: np.ndarray | None
+) -> tuple[float | None, RejectionRule | None, dict[str, Any]]:
     """(legacy threshold, rejection rule, how they were chosen)."""
     if opts.threshold is None:
         return None, None, {"method": "none", "reason": "--threshold none"}
@@ -138,8 +167,16 @@ def _threshold(emb: np.ndarray, val: ImageSet, opts: ExportOptions, metric: str,
     return legacy_threshold(rule, how["median_sq_norm"]), replace(rule, calibration=summary), how
 
 
-def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, val: ImageSet,
-          opts: ExportOptions, report: dict[str, Any], say: Callable[[str], None]):
+def _int8(
+    ckpt: Checkpoint,
+    proto,
+    meta: ModelMetadata,
+    reference: np.ndarray,
+    val: ImageSet,
+    opts: ExportOptions,
+    report: dict[str, Any],
+    say: Callable[[str], None],
+):
     """Quantize, verify against torch, check the accuracy change; returns (int8 proto, its embeddings)."""
     import onnx
 
@@ -148,23 +185,39 @@ def _int8(ckpt: Checkpoint, proto, meta: ModelMetadata, reference: np.ndarray, v
     calib = _training_images(ckpt, opts)
     fp32_bytes = proto.SerializeToString()
     q_bytes = quantize_int8(fp32_bytes, calibration_subset(calib.images, seed=opts.seed), ckpt.preprocess)
-    q_session = session(q_bytes)
+    q_session = make_session(q_bytes)
     emb = embed_onnx(q_session, val.images, ckpt.preprocess)
     parity = compare(reference, emb, val.targets, _metric(ckpt), INT8, opts.episodes, opts.seed)
-    acc = accuracy_change(report["accuracy"], few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed), opts.force)
+    acc = accuracy_change(
+        report["accuracy"], few_shot_accuracy(emb, val.targets, _metric(ckpt), seed=opts.seed), opts.force
+    )
     speed = throughput({"fp32": fp32_bytes, "int8": q_bytes}, ckpt.preprocess, batch=64, threads=1)
     fp32_tp, int8_tp = speed["fp32"], speed["int8"]
-    report["int8"] = {"parity": parity, "accuracy": acc, "calibration": {**calib.describe(), "used": min(len(calib.images), 300)},
-                      "throughput_batch64": {"fp32": fp32_tp, "int8": int8_tp, "ratio": int8_tp / fp32_tp, "threads": 1}}
+    report["int8"] = {
+        "parity": parity,
+        "accuracy": acc,
+        "calibration": {**calib.describe(), "used": min(len(calib.images), 300)},
+        "throughput_batch64": {"fp32": fp32_tp, "int8": int8_tp, "ratio": int8_tp / fp32_tp, "threads": 1},
+    }
     say(f"int8: accuracy change {acc['change_points']:+.2f} points, throughput x{int8_tp / fp32_tp:.2f} at batch 64")
     q = onnx.load_from_string(q_bytes)
-    q_meta = _metadata(ckpt, emb, val, opts, report, meta.training["exporter"], "int8", support=_support(q_session, val, ckpt, opts))
+    q_meta = _metadata(
+        ckpt, emb, val, opts, report, meta.training["exporter"], "int8", support=_support(q_session, val, ckpt, opts)
+    )
     # fp32 decisions equal torch's (checked with FP32's min_agreement 1.0), so int8's agreement with
     # torch on the same episodes is its agreement with the fp32 file.
-    agreement = {"top1": parity["decision_agreement"], "decisions": parity["decisions"], "episodes": parity["episodes"],
-                 **{k: v for k, v in val.describe().items() if k != "synthetic"}}
-    set_metadata(q, replace(q_meta, network={"id": meta.network["id"], "reference": False, "agreement": agreement},
-                            domain=meta.domain))
+    agreement = {
+        "top1": parity["decision_agreement"],
+        "decisions": parity["decisions"],
+        "episodes": parity["episodes"],
+        **{k: v for k, v in val.describe().items() if k != "synthetic"},
+    }
+    set_metadata(
+        q,
+        replace(
+            q_meta, network={"id": meta.network["id"], "reference": False, "agreement": agreement}, domain=meta.domain
+        ),
+    )
     check_onnx(q)
     return q, emb
 

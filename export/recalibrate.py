@@ -23,12 +23,12 @@ def recalibrate(path: str | Path, data: str | None = None, seed: int = 0) -> dic
     """Calibrate ``path``'s rule on its never-trained classes and rewrite its metadata; returns
     {"path", "fingerprint", "rejection", "calibration"}."""
     from edgemeta.lab.evaluation import embed_all, embed_all_support
+    from edgemeta.runtime.errors import ExportError
     from edgemeta.runtime.model import EmbeddingModel
 
-    from .checkpoint import ExportError
-    from .data import load_validation
     from .model_files import rewrite_metadata
     from .threshold import calibrate_rejection, legacy_threshold
+    from .validation_data import load_validation
 
     model = EmbeddingModel(path)
     meta = model.meta
@@ -46,8 +46,12 @@ def recalibrate(path: str | Path, data: str | None = None, seed: int = 0) -> dic
     rule = replace(rule, calibration={k: v for k, v in how.items() if k != "kinds"})
 
     def update(old: ModelMetadata) -> ModelMetadata:
-        return replace(old, rejection=rule, threshold=legacy_threshold(rule, how["median_sq_norm"]),
-                       accuracy={**old.accuracy, "rejection": how})
+        return replace(
+            old,
+            rejection=rule,
+            threshold=legacy_threshold(rule, how["median_sq_norm"]),
+            accuracy={**old.accuracy, "rejection": how},
+        )
 
     fingerprint = rewrite_metadata(path, update)
     return {"path": str(path), "fingerprint": fingerprint, "rejection": rule.to_dict(), "calibration": how}
@@ -58,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m edgemeta.export.recalibrate", description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="model files to rewrite in place")
-    parser.add_argument("--data", default=None, help="where the model's training source is on this machine (default: the path in its metadata); "
-                             "the classes its training held out of it are used")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="where the model's training source is on this machine (default: the path in its metadata); "
+        "the classes its training held out of it are used",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for path in args.models:
@@ -69,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         rule = r["rejection"]
-        print(f"{path}: beta {rule['shot_coef']:.3f}, gamma {rule['class_coef']:.3f}, tau strict "
-              f"{rule['tau']['strict']:.4g} balanced {rule['tau']['balanced']:.4g}; calibrated on "
-              f"{r['calibration']['classes']} classes ({r['calibration']['held_out']}); fingerprint now {r['fingerprint'][:12]}")
+        print(
+            f"{path}: beta {rule['shot_coef']:.3f}, gamma {rule['class_coef']:.3f}, tau strict "
+            f"{rule['tau']['strict']:.4g} balanced {rule['tau']['balanced']:.4g}; calibrated on "
+            f"{r['calibration']['classes']} classes ({r['calibration']['held_out']}); fingerprint now {r['fingerprint'][:12]}"
+        )
         for kind in r["calibration"]["kinds"]:
-            print(f"  {kind['way']:>2}-way {kind['shot']}-shot: balanced FRR {kind['balanced_frr']:.3f} FAR "
-                  f"{kind['balanced_far']:.3f}; strict FRR {kind['strict_frr']:.3f} FAR {kind['strict_far']:.3f}")
+            print(
+                f"  {kind['way']:>2}-way {kind['shot']}-shot: balanced FRR {kind['balanced_frr']:.3f} FAR "
+                f"{kind['balanced_far']:.3f}; strict FRR {kind['strict_frr']:.3f} FAR {kind['strict_far']:.3f}"
+            )
     return 0
 
 

@@ -29,8 +29,8 @@ from typing import Any
 from edgemeta.runtime.metadata import ModelMetadata
 from edgemeta.runtime.model import default_model_path
 
-from .data import ImageSet, domain_metadata, load_validation
 from .model_files import rewrite_metadata
+from .validation_data import ImageSet, domain_metadata, load_validation
 from .verify import same_decisions
 
 FAMILIES = {"default.onnx": ["default.int8.onnx"], "vinyals.onnx": []}
@@ -40,13 +40,46 @@ EPISODES = 1000
 
 def held_out_accuracy(model: Path, data: str, split: str) -> dict[str, Any]:
     """5-way 1-shot on ``split`` through ``edgemeta eval --json`` (the command the model card quotes)."""
-    args = ["eval", "--model", str(model), "--data", data, "--split", split, "--way", "5", "--shot", "1",
-            "--episodes", str(EPISODES), "--seed", "0", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        data,
+        "--split",
+        split,
+        "--way",
+        "5",
+        "--shot",
+        "1",
+        "--episodes",
+        str(EPISODES),
+        "--seed",
+        "0",
+        "--json",
+    ]
     out = subprocess.run([sys.executable, "-m", "edgemeta", *args], check=True, capture_output=True, text=True).stdout
     r = json.loads(out)
-    keep = ("accuracy", "ci95", "way", "shot", "query", "episodes", "seed", "split", "classes", "images", "support_shift")
-    return {**{k: r[k] for k in keep}, "data": "omniglot", "held_out": f"split {split}: classes training never saw",
-            "command": "edgemeta " + " ".join(args[:2] + [f"models/{model.name}", "--data", "../shared/data/omniglot"] + args[5:])}
+    keep = (
+        "accuracy",
+        "ci95",
+        "way",
+        "shot",
+        "query",
+        "episodes",
+        "seed",
+        "split",
+        "classes",
+        "images",
+        "support_shift",
+    )
+    return {
+        **{k: r[k] for k in keep},
+        "data": "omniglot",
+        "held_out": f"split {split}: classes training never saw",
+        "command": "edgemeta "
+        + " ".join(args[:2] + [f"models/{model.name}", "--data", "../shared/data/omniglot"] + args[5:]),
+    }
 
 
 def agreement(reference: Path, other: Path, val: ImageSet) -> dict[str, Any]:
@@ -55,8 +88,12 @@ def agreement(reference: Path, other: Path, val: ImageSet) -> dict[str, Any]:
 
     a, b = (EmbeddingModel(p).embed_prepared(val.images) for p in (reference, other))
     same = same_decisions(a, b, val.targets, "sqeuclidean", EPISODES, seed=0)
-    return {"top1": float(same.mean()), "decisions": int(same.size), "episodes": EPISODES,
-            **{k: v for k, v in val.describe().items() if k != "synthetic"}}
+    return {
+        "top1": float(same.mean()),
+        "decisions": int(same.size),
+        "episodes": EPISODES,
+        **{k: v for k, v in val.describe().items() if k != "synthetic"},
+    }
 
 
 def refresh_family(folder: Path, name: str, data_root: str, say=print) -> None:
@@ -79,17 +116,24 @@ def refresh_family(folder: Path, name: str, data_root: str, say=print) -> None:
         if file != fp32:
             network["agreement"] = {**agreement(fp32, file, val), "data": "omniglot", "reference_file": name}
         acc = held_out_accuracy(file, omniglot, test_split)
-        say(f"  {file.name}: {network.get('agreement', {}).get('top1', 'reference')}, 5-way 1-shot {acc['accuracy']:.4f}")
+        say(
+            f"  {file.name}: {network.get('agreement', {}).get('top1', 'reference')}, 5-way 1-shot {acc['accuracy']:.4f}"
+        )
         new = rewrite_metadata(file, lambda m: _updated(m, network, domain, acc))
         say(f"  {file.name}: fingerprint now {new[:12]}")
 
 
-def _updated(meta: ModelMetadata, network: dict[str, Any], domain: dict[str, Any], acc: dict[str, Any]) -> ModelMetadata:
+def _updated(
+    meta: ModelMetadata, network: dict[str, Any], domain: dict[str, Any], acc: dict[str, Any]
+) -> ModelMetadata:
     accuracy = {k: v for k, v in meta.accuracy.items() if k != "int8"}  # int8's old check was on training classes too
     accuracy["export_check"] = acc
     if meta.training.get("split") == "vinyals-trainval" and isinstance(accuracy.get("best_val"), dict):
-        accuracy["best_val"] = {**accuracy["best_val"], "held_out": None,
-                                "note": "vinyals-val, whose classes vinyals-trainval trains on: a measure of fit"}
+        accuracy["best_val"] = {
+            **accuracy["best_val"],
+            "held_out": None,
+            "note": "vinyals-val, whose classes vinyals-trainval trains on: a measure of fit",
+        }
     return replace(meta, network=network, domain=domain, accuracy=accuracy)
 
 

@@ -14,13 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from edgemeta.lab.evaluation import EpisodeSampler, EpisodeSpec, nearest_block
 from edgemeta.runtime.errors import DataError
-from edgemeta.lab.evaluation import (
-    EpisodeSampler,
-    EpisodeSpec,
-    l2_normalize,
-    nearest_block,
-)
+from edgemeta.runtime.nearest import for_metric
 from edgemeta.runtime.rejection import STRICT_FAR, OperatingPoint, RejectionRule
 
 CAL_WAYS = (5, 20)
@@ -29,15 +26,23 @@ FAR_POINTS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 Kind = tuple[int, int, np.ndarray, np.ndarray]  # way, shot, genuine r [n], unknown r [m]
 
 
-def calibrate_rejection(emb: np.ndarray, targets: np.ndarray, metric: str, *, support_emb: np.ndarray | None = None,
-                        episodes: int = 200, seed: int = 0, query: int = 5, ways: tuple[int, ...] = CAL_WAYS,
-                        shots: tuple[int, ...] = CAL_SHOTS) -> tuple[RejectionRule | None, dict[str, Any]]:
+def calibrate_rejection(
+    emb: np.ndarray,
+    targets: np.ndarray,
+    metric: str,
+    *,
+    support_emb: np.ndarray | None = None,
+    episodes: int = 200,
+    seed: int = 0,
+    query: int = 5,
+    ways: tuple[int, ...] = CAL_WAYS,
+    shots: tuple[int, ...] = CAL_SHOTS,
+) -> tuple[RejectionRule | None, dict[str, Any]]:
     """The rule fitted on emb float32 [M, D] (queries) / support_emb float32 [M, D] (the same images
     embedded as enrolled ones are, default ``emb``) of classes targets int64 [M]; (None, reason) when
     the data cannot make open-set episodes."""
-    if metric == "cosine":
-        emb = l2_normalize(emb)
-        support_emb = None if support_emb is None else l2_normalize(support_emb)
+    emb = for_metric(emb, metric)
+    support_emb = None if support_emb is None else for_metric(support_emb, metric)
     kinds, sq_norm = open_set_distances(emb, targets, support_emb, ways, shots, episodes, seed, query)
     if not kinds:
         return None, {"method": "none", "reason": "the data cannot make open-set episodes (too few classes or images)"}
@@ -46,9 +51,15 @@ def calibrate_rejection(emb: np.ndarray, targets: np.ndarray, metric: str, *, su
     grid, frr, far = error_curves(_normalized(kinds, beta, gamma))
     table = tuple((f, tau_at(grid, far, f)) for f in FAR_POINTS)
     rule = RejectionRule(beta, gamma, tau_at(grid, far, STRICT_FAR), equal_error_tau(grid, frr, far), table)
-    how = {"method": "open-set episodes", "episodes": episodes, "seed": seed, "query": query, "strict_far": STRICT_FAR,
-           "median_sq_norm": sq_norm,
-           "kinds": [{"way": w, "shot": s, **_rates(rule, w, s, k, u)} for w, s, k, u in kinds]}
+    how = {
+        "method": "open-set episodes",
+        "episodes": episodes,
+        "seed": seed,
+        "query": query,
+        "strict_far": STRICT_FAR,
+        "median_sq_norm": sq_norm,
+        "kinds": [{"way": w, "shot": s, **_rates(rule, w, s, k, u)} for w, s, k, u in kinds],
+    }
     return rule, how
 
 
@@ -58,8 +69,16 @@ def legacy_threshold(rule: RejectionRule, sq_norm: float) -> float:
     return float(OperatingPoint(rule.balanced, rule.shot_coef, rule.class_coef, True).limits(1, 5, sq_norm))
 
 
-def open_set_distances(emb: np.ndarray, targets: np.ndarray, support_emb: np.ndarray | None, ways: tuple[int, ...],
-                       shots: tuple[int, ...], episodes: int, seed: int, query: int) -> tuple[list[Kind], float]:
+def open_set_distances(
+    emb: np.ndarray,
+    targets: np.ndarray,
+    support_emb: np.ndarray | None,
+    ways: tuple[int, ...],
+    shots: tuple[int, ...],
+    episodes: int,
+    seed: int,
+    query: int,
+) -> tuple[list[Kind], float]:
     """Nearest relative distances of genuine and unknown queries per (way, shot) the data allows, and
     the median squared length of the nearest prototypes."""
     most = int(np.bincount(targets).max()) if len(targets) else 0

@@ -24,8 +24,16 @@ import numpy as np
 
 # Ops that act on each position separately, so a row nothing reads after them was not needed
 # before them either. QuantizeLinear/DequantizeLinear sit between Conv and MaxPool in int8 files.
-PER_POSITION_OPS = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "BatchNormalization",
-                    "QuantizeLinear", "DequantizeLinear"}
+PER_POSITION_OPS = {
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "BatchNormalization",
+    "QuantizeLinear",
+    "DequantizeLinear",
+}
 POOL_OPS = {"MaxPool", "AveragePool"}
 
 
@@ -40,9 +48,15 @@ def _rows_read_by_pool(pool, size: tuple[int, int]) -> tuple[int, int] | None:
     a plain floor-mode pooling (padding, dilation, ceil mode, indices output) or reads it all."""
     a = _attrs(pool)
     kernel, strides = list(a.get("kernel_shape", [])), list(a.get("strides", [1, 1]))
-    plain = (len(kernel) == 2 and len(strides) == 2 and not any(a.get("pads", [0] * 4))
-             and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and not a.get("ceil_mode", 0)
-             and all(d == 1 for d in a.get("dilations", [1, 1])) and len([o for o in pool.output if o]) == 1)
+    plain = (
+        len(kernel) == 2
+        and len(strides) == 2
+        and not any(a.get("pads", [0] * 4))
+        and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        and not a.get("ceil_mode", 0)
+        and all(d == 1 for d in a.get("dilations", [1, 1]))
+        and len([o for o in pool.output if o]) == 1
+    )
     if not plain or any(n < k for n, k in zip(size, kernel)):
         return None
     read = tuple((n - k) // s * s + k for n, k, s in zip(size, kernel, strides))
@@ -125,12 +139,12 @@ def trim_unread_conv_outputs(model) -> int:
 def _max_output_change(old: bytes, new: bytes, batch: int = 8) -> float:
     """Max |new - old| over every output, both run by onnxruntime on the same standard-normal
     float32 [batch, C, H, W] input (the normalized range)."""
-    from .verify import session
+    from edgemeta.runtime.session import make_session
 
-    before = session(old)
+    before = make_session(old)
     info = before.get_inputs()[0]
     feed = {info.name: np.random.default_rng(0).standard_normal([batch, *info.shape[1:]]).astype(np.float32)}
-    pairs = zip(before.run(None, feed), session(new).run(None, feed))
+    pairs = zip(before.run(None, feed), make_session(new).run(None, feed))
     return max(float(np.abs(a - b).max(initial=0.0)) for a, b in pairs)
 
 
@@ -157,10 +171,9 @@ def trim_file(path: str | Path, atol: float = 1e-5) -> dict[str, Any]:
     outputs differ from the old one's by more than ``atol`` on random inputs."""
     import onnx
 
+    from edgemeta.runtime.errors import ExportError
+    from edgemeta.runtime.files import atomic_write
     from edgemeta.runtime.model import EmbeddingModel
-
-    from .checkpoint import ExportError
-    from .files import atomic_write
 
     path = Path(path)
     if not path.is_file():
@@ -200,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         if r["convs"]:
-            print(f"{path}: {r['convs']} convolution(s) trimmed, outputs differ by {r['max_abs_diff']:.3g}, "
-                  f"fingerprint now {r['fingerprint'][:12]}")
+            print(
+                f"{path}: {r['convs']} convolution(s) trimmed, outputs differ by {r['max_abs_diff']:.3g}, "
+                f"fingerprint now {r['fingerprint'][:12]}"
+            )
         else:
             print(f"{path}: nothing to trim")
     return 0

@@ -18,12 +18,14 @@ and the ``edgemeta classify`` command on one PNG, end to end (``bench_cold``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .bench_cold import cold_start, idle_cpu_ms, peak_rss_mb
+from .scale import scale_report
 from .synthetic import random_images
 
 Call = Callable[[], Any]
@@ -36,7 +38,7 @@ class BenchConfig:
     about ``round_seconds`` per contender and batch size (``throughput`` reports the best round,
     ``throughput_median`` the median); ``cold_runs`` fresh processes per path; ``query_views``:
     the runtime contenders' ``FewShotClassifier(query_views=...)``; ``idle_runs``: calls whose
-    after-call CPU is measured (0: skip)."""
+    after-call CPU is measured (0: skip); ``classes``: class counts for ``scale.scale_report`` (none: skip)."""
 
     iterations: int = 1000
     warmup: int = 50
@@ -46,6 +48,7 @@ class BenchConfig:
     cold_runs: int = 5
     query_views: int = 1
     idle_runs: int = 3
+    classes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -73,6 +76,7 @@ def runtime_contender(model: Any, name: str = "runtime", query_views: int = 1) -
     def make(batch: int) -> Call:
         images = random_images(model, batch, seed=batch)
         return lambda: clf.predict(images)
+
     return Contender(name, make)
 
 
@@ -84,6 +88,7 @@ def ort_contender(model: Any, name: str = "ort") -> Contender:
     def make(batch: int) -> Call:
         x = model_input(model, batch)
         return lambda: session.run([out_name], {feed_name: x})
+
     return Contender(name, make)
 
 
@@ -108,7 +113,9 @@ def torch_contender(module: Any, model: Any, threads: int | None, name: str = "t
         def call() -> Any:
             with torch.inference_mode():
                 return module(x)
+
         return call
+
     return Contender(name, make)
 
 
@@ -135,10 +142,16 @@ def latency(contenders: list[Contender], config: BenchConfig, block: int = 50) -
                 samples[i, j] = clock() - t0
     ms = samples * 1e3
     starts = range(0, config.iterations, block)
-    return {c.name: {"p50": float(np.percentile(ms[:, j], 50)), "p90": float(np.percentile(ms[:, j], 90)),
-                     "p99": float(np.percentile(ms[:, j], 99)), "mean": float(ms[:, j].mean()),
-                     "block_p50": [float(np.median(ms[s:s + block, j])) for s in starts]}
-            for j, c in enumerate(contenders)}
+    return {
+        c.name: {
+            "p50": float(np.percentile(ms[:, j], 50)),
+            "p90": float(np.percentile(ms[:, j], 90)),
+            "p99": float(np.percentile(ms[:, j], 99)),
+            "mean": float(ms[:, j].mean()),
+            "block_p50": [float(np.median(ms[s : s + block, j])) for s in starts],
+        }
+        for j, c in enumerate(contenders)
+    }
 
 
 def throughput(contenders: list[Contender], batch: int, config: BenchConfig) -> dict[str, dict[str, float]]:
@@ -164,20 +177,34 @@ def throughput(contenders: list[Contender], batch: int, config: BenchConfig) -> 
             for _ in range(per_round[j]):
                 call()
             rates[r, j] = per_round[j] * batch / (time.perf_counter() - t0)
-    return {c.name: {"best": float(rates[:, j].max()), "median": float(np.median(rates[:, j]))}
-            for j, c in enumerate(contenders)}
+    return {
+        c.name: {"best": float(rates[:, j].max()), "median": float(np.median(rates[:, j]))}
+        for j, c in enumerate(contenders)
+    }
 
 
 def describe(model: Any, threads: int | None) -> dict[str, Any]:
     """What was measured: file, size, input shape, provider, threads."""
     spec = model.meta.preprocess
-    return {"path": str(model.path), "size_bytes": model.path.stat().st_size, "provider": model.provider,
-            "input": [spec.channels, *spec.size], "embedding_dim": model.embedding_dim, "threads": threads}
+    return {
+        "path": str(model.path),
+        "size_bytes": model.path.stat().st_size,
+        "provider": model.provider,
+        "input": [spec.channels, *spec.size],
+        "embedding_dim": model.embedding_dim,
+        "threads": threads,
+    }
 
 
-def run_bench(model: Any, threads: int | None = None, config: BenchConfig = BenchConfig(), *,
-              compare: Any | None = None, torch_module: Any | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_bench(
+    model: Any,
+    threads: int | None = None,
+    config: BenchConfig = BenchConfig(),
+    *,
+    compare: Any | None = None,
+    torch_module: Any | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """The whole benchmark as one JSON-ready dict; ``compare`` is a second ``EmbeddingModel``."""
     say = progress or (lambda _msg: None)
     views = config.query_views
@@ -209,6 +236,10 @@ def run_bench(model: Any, threads: int | None = None, config: BenchConfig = Benc
     if config.idle_runs:
         say("CPU left burning after one prediction")
         report["idle_cpu_ms"] = idle_cpu_report(model, threads, config.idle_runs)
+    report["scale"] = None
+    if config.classes:
+        say(f"predict and store loading at {', '.join(map(str, config.classes))} classes")
+        report["scale"] = scale_report(model, config.classes)
     report["bench_peak_rss_mb"] = peak_rss_mb()
     report["ratios"] = ratios(report)
     return report
@@ -219,8 +250,10 @@ def idle_cpu_report(model: Any, threads: int | None, runs: int = 3) -> dict[str,
     session of the same file with onnxruntime's default spinning (what a plain onnxruntime user gets)."""
     plain = type(model)(model.path, threads=threads, spin_us=None).session
     x = model_input(model, 1)
-    return {"runtime": idle_cpu_ms(runtime_contender(model).make(1), repeats=runs),
-            "onnxruntime_defaults": idle_cpu_ms(lambda: plain.run(None, {model.meta.input_name: x}), repeats=runs)}
+    return {
+        "runtime": idle_cpu_ms(runtime_contender(model).make(1), repeats=runs),
+        "onnxruntime_defaults": idle_cpu_ms(lambda: plain.run(None, {model.meta.input_name: x}), repeats=runs),
+    }
 
 
 # A block this much slower than the contender's fastest one ran while something else had a core.
@@ -257,14 +290,22 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     (the batch-1 counterpart of the best throughput round; the steadiest of the three here).
     """
     lat, tp = report["latency_ms"], report["throughput"]
-    pairs = [("runtime", "ort"), ("runtime", "torch"), ("ort", "torch"), ("runtime[compare]", "torch"),
-             ("runtime[compare]", "runtime"), ("ort[compare]", "ort")]
+    pairs = [
+        ("runtime", "ort"),
+        ("runtime", "torch"),
+        ("ort", "torch"),
+        ("runtime[compare]", "torch"),
+        ("runtime[compare]", "runtime"),
+        ("ort[compare]", "ort"),
+    ]
     out: dict[str, Any] = {}
     for a, b in pairs:
         if a in lat and b in lat:
             name = f"{a}_over_{b}".replace("[compare]", "_compare")
-            out[name] = {"latency_p50": lat[b]["p50"] / lat[a]["p50"],
-                         "throughput": {k: v[a] / v[b] for k, v in tp.items()}}
+            out[name] = {
+                "latency_p50": lat[b]["p50"] / lat[a]["p50"],
+                "throughput": {k: v[a] / v[b] for k, v in tp.items()},
+            }
             if "block_p50" in lat[a] and "block_p50" in lat[b]:
                 paired = np.asarray(lat[b]["block_p50"]) / np.asarray(lat[a]["block_p50"])
                 out[name]["latency_p50_paired"] = float(np.median(paired))

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +42,15 @@ def cold_start(model: Any, threads: int | None, runs: int) -> dict[str, Any]:
     """
     from PIL import Image
 
-    from .synthetic import random_images
     from edgemeta.runtime.classifier import FewShotClassifier
+
+    from .synthetic import random_images
 
     with tempfile.TemporaryDirectory(prefix="edgemeta-bench-") as tmp:
         image = Path(tmp) / "query.png"
-        Image.fromarray(random_images(model, 1)[0, :, :, 0] if model.meta.preprocess.channels == 1
-                        else random_images(model, 1)[0]).save(image)
+        Image.fromarray(
+            random_images(model, 1)[0, :, :, 0] if model.meta.preprocess.channels == 1 else random_images(model, 1)[0]
+        ).save(image)
         store = Path(tmp) / "store.npz"
         clf = FewShotClassifier(model)
         clf.enroll("a", str(image))
@@ -134,4 +137,3 @@ def idle_cpu_ms(call: Callable[[], Any], window_s: float = 0.2, repeats: int = 3
             return None
         used.append((end - start) / 1e6)
     return float(np.median(used))
-

@@ -23,14 +23,24 @@ from pathlib import Path
 import numpy as np
 
 from edgemeta.runtime.errors import DataError, EdgemetaError
-from .fetch import NAMES, fetch, is_named
-from .omniglot_files import (MAX_UNPACKED_BYTES, OMNIGLOT_SETS, READ_ERRORS, Char, canonical_order, dir_chars,
-                             npz_chars, package_text, zip_chars)
+from edgemeta.runtime.images import IMAGE_SUFFIXES
 from edgemeta.runtime.preprocess import PreprocessSpec, prepare_uint8
+
+from .fetch import NAMES, fetch, is_named
+from .omniglot_files import (
+    MAX_UNPACKED_BYTES,
+    OMNIGLOT_SETS,
+    READ_ERRORS,
+    Char,
+    canonical_order,
+    dir_chars,
+    npz_chars,
+    package_text,
+    zip_chars,
+)
 
 SPLITS = ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-trainval", "vinyals-test")
 ROTATIONS = (0, 90, 180, 270)
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 
 
 @dataclass
@@ -57,9 +67,32 @@ class FewShotData:
         return np.bincount(self.targets, minlength=self.num_classes)
 
 
+def held_out_classes(data: FewShotData, groups: int, min_classes: int) -> np.ndarray:
+    """bool [num_classes]: a fixed slice of whole groups (alphabets) -- or 10% of the classes
+    when there are no groups -- to validate on. Never depends on the seed, so runs compare.
+    Here, not in train: training validates on these classes and export verifies on them."""
+    rng = np.random.default_rng(20240601)
+    names = sorted({g for g in data.class_groups if g})
+    if len(names) > groups >= 1:
+        chosen = set(rng.choice(names, size=groups, replace=False).tolist())
+        return np.array([g in chosen for g in data.class_groups])
+    n = max(min_classes, data.num_classes // 10)
+    mask = np.zeros(data.num_classes, dtype=bool)
+    if data.num_classes - n >= min_classes:
+        mask[rng.choice(data.num_classes, size=n, replace=False)] = True
+    return mask
 
-def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
-                rotations: bool | None = None) -> FewShotData:
+
+def check_split(split: str | None) -> str | None:
+    """``split`` when it is None or one of ``SPLITS``, else DataError."""
+    if split is not None and split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+    return split
+
+
+def load_source(
+    src: str | Path, spec: PreprocessSpec, split: str | None = None, rotations: bool | None = None
+) -> FewShotData:
     """Load ``src`` as a ``FewShotData`` at ``spec``'s size, channels and polarity.
 
     split: Omniglot only. ``background`` / ``evaluation`` (the Lake split sets) or
@@ -68,8 +101,7 @@ def load_source(src: str | Path, spec: PreprocessSpec, split: str | None = None,
     rotations: add the 90/180/270 degree rotations as classes. None: only what a Vinyals
         list names (no rotations for the other splits). False with a Vinyals split keeps rot000.
     """
-    if split is not None and split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+    check_split(split)
     path = resolve(src, split)
     if not path.exists():
         raise DataError(f"data source not found: {path} (nor one of the named sources {', '.join(NAMES)})")
@@ -124,7 +156,10 @@ def _detect(path: Path) -> str:
         raise DataError(f"unsupported data file {path}: expected an Omniglot .npz or .zip, or an MNIST idx3-ubyte file")
     if any((path / f"images_{s}.npz").is_file() for s in OMNIGLOT_SETS):
         return "omniglot-npz"
-    if any((path / f"images_{s}").is_dir() for s in OMNIGLOT_SETS) or name in ("images_background", "images_evaluation"):
+    if any((path / f"images_{s}").is_dir() for s in OMNIGLOT_SETS) or name in (
+        "images_background",
+        "images_evaluation",
+    ):
         return "omniglot-dir"
     if any((path / f"images_{s}.zip").is_file() for s in OMNIGLOT_SETS):
         return "omniglot-zip"
@@ -136,15 +171,16 @@ def _detect(path: Path) -> str:
 # ---------------------------------------------------------------- Omniglot
 
 
-def _load_omniglot(path: Path, kind: str, spec: PreprocessSpec, split: str | None,
-                   rotations: bool | None) -> FewShotData:
+def _load_omniglot(
+    path: Path, kind: str, spec: PreprocessSpec, split: str | None, rotations: bool | None
+) -> FewShotData:
     sets = _sets_for(split)
     chars = {"omniglot-npz": npz_chars, "omniglot-dir": dir_chars, "omniglot-zip": zip_chars}[kind](path, sets)
     chars = canonical_order(chars)
     if not chars:
         raise DataError(f"no Omniglot characters for split {split or 'all'} in {path}")
     if split is not None and split.startswith("vinyals-"):
-        wanted = _vinyals_list(split[len("vinyals-"):])
+        wanted = _vinyals_list(split[len("vinyals-") :])
         if rotations is False:
             wanted = [w for w in wanted if w[2] == 0]
         elif rotations:
@@ -165,13 +201,16 @@ def _sets_for(split: str | None) -> tuple[str, ...]:
     return OMNIGLOT_SETS
 
 
-def _build_omniglot(chars: list[Char], wanted: list[tuple[str, str, int]], spec: PreprocessSpec,
-                    named_rotations: bool) -> FewShotData:
+def _build_omniglot(
+    chars: list[Char], wanted: list[tuple[str, str, int]], spec: PreprocessSpec, named_rotations: bool
+) -> FewShotData:
     index = {(a, c): i for i, (a, c, _) in enumerate(chars)}
     missing = [f"{a}/{c}" for a, c, _ in wanted if (a, c) not in index]
     if missing:
-        raise DataError(f"the source lacks {len(missing)} characters of the split, e.g. {missing[0]} "
-                        "(a Vinyals split needs both background and evaluation sets)")
+        raise DataError(
+            f"the source lacks {len(missing)} characters of the split, e.g. {missing[0]} "
+            "(a Vinyals split needs both background and evaluation sets)"
+        )
     square = spec.size[0] == spec.size[1]
     prepared: dict[str, np.ndarray] = {}
     images, targets, names, groups = [], [], [], []
@@ -219,8 +258,9 @@ def _load_mnist(path: Path, spec: PreprocessSpec) -> FewShotData:
         raise DataError(f"{path.name} holds {len(images)} images but {labels_path.name} {len(labels)} labels")
     classes = np.unique(labels)
     remap = np.searchsorted(classes, labels)
-    return FewShotData(prepare_uint8(images, spec), remap.astype(np.int64), [str(int(c)) for c in classes],
-                       [""] * len(classes))
+    return FewShotData(
+        prepare_uint8(images, spec), remap.astype(np.int64), [str(int(c)) for c in classes], [""] * len(classes)
+    )
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -230,7 +270,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         header = f.read(4 + 4 * ndim)
         if len(header) < 4 + 4 * ndim or header[:2] != b"\0\0" or header[2] != 0x08 or header[3] != ndim:
             raise DataError(f"{path.name} is not an IDX file of unsigned bytes with {ndim} dimensions")
-        shape = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
         count = int(np.prod(shape))
         if count > MAX_UNPACKED_BYTES:
             raise DataError(f"{path.name} declares {count} bytes, too many")
@@ -245,8 +285,9 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _load_folder(path: Path, spec: PreprocessSpec) -> FewShotData:
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files_per_class = [sorted(f for f in c.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-                       for c in classes]
+    files_per_class = [
+        sorted(f for f in c.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES) for c in classes
+    ]
     kept = [(c.name, fs) for c, fs in zip(classes, files_per_class) if fs]
     if not kept:
         raise DataError(f"no class folders with images in {path} (expected one sub-folder of images per class)")

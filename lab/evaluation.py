@@ -22,13 +22,15 @@ classifier would reject it (``rejection.OperatingPoint.accepts`` with the episod
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from edgemeta.runtime import nearest
 from edgemeta.runtime.errors import DataError
-from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, check_query_views
+from edgemeta.runtime.preprocess import check_query_views, query_offsets, support_offsets
 from edgemeta.runtime.rejection import OperatingPoint
 
 BLOCK_EPISODES = 50
@@ -103,9 +105,11 @@ class EpisodeSampler:
         if len(counts) < total:
             raise DataError(f"--way {spec.way}{_plus_unknown(spec)} needs {total} classes; the data has {len(counts)}")
         if len(self.eligible) < total:
-            raise DataError(f"--shot {spec.shot} + --query {spec.query} needs {need} examples per class; only "
-                            f"{len(self.eligible)} classes have that many (at most {int(counts.max(initial=0))}), "
-                            f"{total} needed")
+            raise DataError(
+                f"--shot {spec.shot} + --query {spec.query} needs {need} examples per class; only "
+                f"{len(self.eligible)} classes have that many (at most {int(counts.max(initial=0))}), "
+                f"{total} needed"
+            )
         self._groups = self._group_table(groups) if spec.within_group else None
 
     def _group_table(self, groups: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -119,11 +123,13 @@ class EpisodeSampler:
         usable = [m for m in members.values() if len(m) >= total]
         if not usable:
             biggest = max(len(m) for m in members.values())
-            raise DataError(f"--within-alphabet: no alphabet has {total} classes for --way {self.spec.way}"
-                            f"{_plus_unknown(self.spec)} (the largest has {biggest})")
+            raise DataError(
+                f"--within-alphabet: no alphabet has {total} classes for --way {self.spec.way}"
+                f"{_plus_unknown(self.spec)} (the largest has {biggest})"
+            )
         table = np.full((len(usable), max(len(m) for m in usable)), -1, dtype=np.int64)
         for g, m in enumerate(usable):
-            table[g, :len(m)] = m
+            table[g, : len(m)] = m
         sizes = np.array([len(m) for m in usable], dtype=np.float64)
         return table, sizes / sizes.sum()
 
@@ -131,11 +137,11 @@ class EpisodeSampler:
         """``episodes`` episodes drawn from ``rng``."""
         classes = self._sample_classes(rng, episodes)
         k, q = self.spec.shot, self.spec.query
-        counts = self._counts[classes]                                   # [E, N+U]
+        counts = self._counts[classes]  # [E, N+U]
         keys = rng.random((*classes.shape, int(counts.max())))
-        keys[np.arange(keys.shape[-1]) >= counts[..., None]] = 2.0       # never pick padding
-        pos = np.argsort(keys, axis=-1)[..., :k + q]                     # distinct per class
-        idx = self._order[self._starts[classes][..., None] + pos]       # [E, N+U, K+Q]
+        keys[np.arange(keys.shape[-1]) >= counts[..., None]] = 2.0  # never pick padding
+        pos = np.argsort(keys, axis=-1)[..., : k + q]  # distinct per class
+        idx = self._order[self._starts[classes][..., None] + pos]  # [E, N+U, K+Q]
         n = self.spec.way
         return Episodes(classes, np.ascontiguousarray(idx[:, :n, :k]), np.ascontiguousarray(idx[:, :, k:]))
 
@@ -146,7 +152,7 @@ class EpisodeSampler:
             return self.eligible[np.argsort(keys, axis=1)[:, :total]]
         table, weights = self._groups
         g = rng.choice(len(table), size=episodes, p=weights)
-        rows = table[g]                                                  # [E, maxG]
+        rows = table[g]  # [E, maxG]
         keys = rng.random(rows.shape)
         keys[rows < 0] = 2.0
         return np.take_along_axis(rows, np.argsort(keys, axis=1)[:, :total], axis=1)
@@ -164,45 +170,43 @@ def _check_spec(spec: EpisodeSpec) -> None:
         raise DataError(f"--unknown must be 0 or more, got {spec.unknown}")
 
 
-def embed_all(model: Any, images: np.ndarray, batch_size: int = 512, progress: Progress | None = None,
-              support_shift: int = 0) -> np.ndarray:
+def embed_all(
+    model: Any, images: np.ndarray, batch_size: int = 512, progress: Progress | None = None, support_shift: int = 0
+) -> np.ndarray:
     """uint8 [M, H, W, C] (already prepared) -> float32 [M, D] through ``model.embed_prepared``, or
-    with ``support_shift`` > 0 as enrolled images are embedded (``model.embed_prepared_support``)."""
+    with ``support_shift`` > 0 as enrolled images are embedded (over ``support_offsets(support_shift)``)."""
     out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        out[start:start + len(batch)] = (model.embed_prepared_support(batch, support_shift, batch_size)
-                                         if support_shift else model.embed_prepared(batch))
+        batch = images[start : start + batch_size]
+        out[start : start + len(batch)] = model.embed_prepared(
+            batch, support_offsets(support_shift) if support_shift else None, batch_size=batch_size
+        )
         if progress is not None:
             progress(len(batch))
     return out
 
 
-def embed_all_queries(model: Any, images: np.ndarray, views: int, batch_size: int = 512,
-                      progress: Progress | None = None) -> np.ndarray:
+def embed_all_queries(
+    model: Any, images: np.ndarray, views: int, batch_size: int = 512, progress: Progress | None = None
+) -> np.ndarray:
     """``embed_all`` for queries as ``FewShotClassifier(query_views=views)`` embeds them: the mean
     over ``QUERY_VIEW_OFFSETS[views]`` shifted copies (views 1: as they are)."""
     if check_query_views(views) == 1:
         return embed_all(model, images, batch_size, progress)
     out = np.empty((len(images), model.embedding_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        out[start:start + len(batch)] = model.embed_prepared_views(batch, QUERY_VIEW_OFFSETS[views], batch_size)
+        batch = images[start : start + batch_size]
+        out[start : start + len(batch)] = model.embed_prepared(batch, query_offsets(views), batch_size=batch_size)
         if progress is not None:
             progress(len(batch))
     return out
 
 
-def embed_all_support(model: Any, images: np.ndarray, shift: int, batch_size: int = 512,
-                      progress: Progress | None = None) -> np.ndarray:
+def embed_all_support(
+    model: Any, images: np.ndarray, shift: int, batch_size: int = 512, progress: Progress | None = None
+) -> np.ndarray:
     """``embed_all`` for support images: the mean over each image's shifted views."""
     return embed_all(model, images, batch_size, progress, support_shift=shift)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """[..., D] -> [..., D], each vector scaled to unit length."""
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
 
 
 def score_block(emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -211,26 +215,27 @@ def score_block(emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = 
     return correct, min_dist
 
 
-def nearest_block(emb: np.ndarray, ep: Episodes,
-                  support_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest_block(
+    emb: np.ndarray, ep: Episodes, support_emb: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest-prototype decisions for a block of episodes.
 
     emb: float32 [M, D] (already L2-normalized for ``cosine``); support_emb: float32 [M, D], the
-    same images embedded as support (``EmbeddingModel.embed_prepared_support``), default ``emb``.
+    same images embedded as support (``embed_all(..., support_shift=...)``), default ``emb``.
     Returns ``correct`` bool [E, (N+U) * Q] (always False for unknown queries) and ``min_dist``
     float32 [E, (N+U) * Q], the squared distance to the nearest prototype, and ``nearest_sq_norm``
     float32 [E, (N+U) * Q], that prototype's squared length (for the rejection rule); queries are
     ordered class-major, known classes first.
     """
     e, n, _ = ep.support.shape
-    protos = (emb if support_emb is None else support_emb)[ep.support].mean(axis=2)  # [E, N, D]
-    queries = emb[ep.query.reshape(e, -1)]                               # [E, T, D]
-    proto_sq = np.einsum("end,end->en", protos, protos)                  # [E, N]
-    dist = (np.einsum("etd,etd->et", queries, queries)[:, :, None] + proto_sq[:, None, :]
-            - 2.0 * np.matmul(queries, protos.transpose(0, 2, 1)))      # [E, T, N]
-    np.maximum(dist, 0.0, out=dist)
+    protos = nearest.class_means((emb if support_emb is None else support_emb)[ep.support])  # [E, N, D]
+    queries = emb[ep.query.reshape(e, -1)]  # [E, T, D]
+    proto_sq = nearest.squared_norms(protos)  # [E, N]
+    # in the embeddings' dtype (float32 from the runtime), as every recorded accuracy figure was
+    # measured: float64 would be more exact but could flip near-ties
+    dist = nearest.squared_distances(queries, protos, queries.dtype, proto_sq)  # [E, T, N]
     q = ep.query.shape[2]
-    truth = np.repeat(np.arange(ep.query.shape[1]), q)                   # unknown rows have ids >= N
+    truth = np.repeat(np.arange(ep.query.shape[1]), q)  # unknown rows have ids >= N
     best = dist.argmin(axis=2)
     return best == truth[None, :], dist.min(axis=2), np.take_along_axis(proto_sq, best, axis=1)
 
@@ -251,10 +256,20 @@ def _mean_ci(per_episode: np.ndarray) -> tuple[float, float]:
     return float(per_episode.mean()), float(1.96 * per_episode.std() / math.sqrt(n))
 
 
-def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: int, seed: int = 0, *,
-             groups: Sequence[str] | None = None, metric: str = "sqeuclidean", threshold: float | None = None,
-             progress: Progress | None = None, support_emb: np.ndarray | None = None,
-             rejection: OperatingPoint | None = None) -> EvalResult:
+def evaluate(
+    emb: np.ndarray,
+    targets: np.ndarray,
+    spec: EpisodeSpec,
+    episodes: int,
+    seed: int = 0,
+    *,
+    groups: Sequence[str] | None = None,
+    metric: str = "sqeuclidean",
+    threshold: float | None = None,
+    progress: Progress | None = None,
+    support_emb: np.ndarray | None = None,
+    rejection: OperatingPoint | None = None,
+) -> EvalResult:
     """Run ``episodes`` episodes on embeddings ``emb`` (float32 [M, D]) labelled by ``targets`` (int64 [M]);
     prototypes from ``support_emb`` (float32 [M, D], the images embedded as support) when given.
     Unknown queries are rejected by ``rejection``, else by one squared distance ``threshold``."""
@@ -264,11 +279,13 @@ def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: 
         raise ValueError(f"{len(emb)} embeddings for {len(targets)} targets")
     sampler = EpisodeSampler(targets, spec, groups)
     rng = np.random.default_rng(seed)
-    emb = l2_normalize(emb) if metric == "cosine" else np.asarray(emb, dtype=np.float32)
+    emb = nearest.l2_normalize(emb) if metric == "cosine" else np.asarray(emb, dtype=np.float32)
     if support_emb is not None:
         if support_emb.shape != emb.shape:
             raise ValueError(f"support embeddings {support_emb.shape} do not match {emb.shape}")
-        support_emb = l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
+        support_emb = (
+            nearest.l2_normalize(support_emb) if metric == "cosine" else np.asarray(support_emb, dtype=np.float32)
+        )
     known_n = spec.way * spec.query
     acc, correct_all, dist_all, norm_all = [], [], [], []
     for start in range(0, episodes, BLOCK_EPISODES):
@@ -281,16 +298,35 @@ def evaluate(emb: np.ndarray, targets: np.ndarray, spec: EpisodeSpec, episodes: 
         if progress is not None:
             progress(block)
     accuracy, ci95 = _mean_ci(np.concatenate(acc))
-    result = EvalResult(accuracy, ci95, spec.way, spec.shot, spec.query, episodes, spec.unknown, spec.within_group,
-                        seed, metric, len(sampler.eligible))
+    result = EvalResult(
+        accuracy,
+        ci95,
+        spec.way,
+        spec.shot,
+        spec.query,
+        episodes,
+        spec.unknown,
+        spec.within_group,
+        seed,
+        metric,
+        len(sampler.eligible),
+    )
     if rejection is None:
         rejection = OperatingPoint(threshold, name="threshold" if threshold is not None else "off")
-    _open_set(result, np.concatenate(correct_all), np.concatenate(dist_all), np.concatenate(norm_all), known_n, rejection)
+    _open_set(
+        result, np.concatenate(correct_all), np.concatenate(dist_all), np.concatenate(norm_all), known_n, rejection
+    )
     return result
 
 
-def _open_set(result: EvalResult, correct: np.ndarray, min_dist: np.ndarray, sq_norm: np.ndarray, known_n: int,
-              rejection: OperatingPoint) -> None:
+def _open_set(
+    result: EvalResult,
+    correct: np.ndarray,
+    min_dist: np.ndarray,
+    sq_norm: np.ndarray,
+    known_n: int,
+    rejection: OperatingPoint,
+) -> None:
     """Fill the rejection figures of ``result`` from correct / min_dist / the nearest prototype's
     squared length (all [E, T]); ``result.threshold`` is the median limit over known queries."""
     limits = rejection.limits(result.shot, result.way, sq_norm)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from edgemeta.runtime.errors import DataError
+
 from .omniglot_files import OMNIGLOT_SETS
 
 # name -> the cache sub-folder (and the kind of files it holds)
@@ -84,8 +85,10 @@ def _from_data_dir(name: str, sets: tuple[str, ...]) -> Path | None:
     root = Path(base).expanduser()
     for folder in (root / NAMES[name], root):
         if NAMES[name] == "omniglot":
-            if any(all((folder / form.format(s)).exists() for s in sets)
-                   for form in ("images_{}.npz", "images_{}.zip", "images_{}")):
+            if any(
+                all((folder / form.format(s)).exists() for s in sets)
+                for form in ("images_{}.npz", "images_{}.zip", "images_{}")
+            ):
                 return folder
             continue
         gz = _wanted_files(name, sets)[0]
@@ -101,10 +104,14 @@ def _official_files() -> dict[str, tuple[list[str], str]]:
     try:
         from torchvision.datasets import MNIST, Omniglot
     except ImportError:
-        raise DataError("downloading a named data source needs torchvision: pip install 'edgemeta[train]' "
-                        "(or give --data PATH to local files)") from None
-    files = {f"images_{s}.zip": ([f"{Omniglot.download_url_prefix}/images_{s}.zip"], Omniglot.zips_md5[f"images_{s}"])
-             for s in OMNIGLOT_SETS}
+        raise DataError(
+            "downloading a named data source needs torchvision: pip install 'edgemeta[train]' "
+            "(or give --data PATH to local files)"
+        ) from None
+    files = {
+        f"images_{s}.zip": ([f"{Omniglot.download_url_prefix}/images_{s}.zip"], Omniglot.zips_md5[f"images_{s}"])
+        for s in OMNIGLOT_SETS
+    }
     for filename, md5 in MNIST.resources:
         files[filename] = ([mirror + filename for mirror in MNIST.mirrors], md5)
     return files
@@ -130,12 +137,15 @@ def _download(file: Path, urls: list[str], md5: str) -> None:
                 continue
             got = calculate_md5(tmp / file.name)
             if got != md5:
-                raise DataError(f"checksum mismatch for {file.name} from {url}: md5 {got}, expected {md5}; "
-                                "nothing was kept, run again to retry")
+                raise DataError(
+                    f"checksum mismatch for {file.name} from {url}: md5 {got}, expected {md5}; "
+                    "nothing was kept, run again to retry"
+                )
             os.replace(tmp / file.name, file)
             return
-        raise DataError(f"cannot download {file.name} (no network?): {'; '.join(failures)}; "
-                        "or give --data PATH to local files")
+        raise DataError(
+            f"cannot download {file.name} (no network?): {'; '.join(failures)}; or give --data PATH to local files"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

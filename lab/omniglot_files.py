@@ -27,8 +27,18 @@ OMNIGLOT_SETS = ("background", "evaluation")
 MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBER_BYTES = 16 * 1024**2
 # What damaged or hostile files raise from zipfile/gzip/numpy/PIL; all become DataError.
-READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-               NotImplementedError, RuntimeError, MemoryError, tokenize.TokenError)
+READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+    tokenize.TokenError,
+)
 # One Omniglot character before preprocessing: alphabet, character folder name, drawings.
 Char = tuple[str, str, np.ndarray]
 
@@ -60,7 +70,9 @@ def npz_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
     if path.is_file():
         set_name = next((s for s in OMNIGLOT_SETS if s in path.stem), None)
         if set_name is None:
-            raise DataError(f"cannot tell the Omniglot set of {path.name}: expected images_background.npz or images_evaluation.npz")
+            raise DataError(
+                f"cannot tell the Omniglot set of {path.name}: expected images_background.npz or images_evaluation.npz"
+            )
         files = {set_name: path}
     else:
         files = {s: path / f"images_{s}.npz" for s in sets if (path / f"images_{s}.npz").is_file()}
@@ -70,7 +82,9 @@ def npz_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
         images = read_npz_images(file)
         names = table[set_name]
         if images.shape[0] != len(names):
-            raise DataError(f"{file.name} holds {images.shape[0]} characters, the Omniglot {set_name} set has {len(names)}")
+            raise DataError(
+                f"{file.name} holds {images.shape[0]} characters, the Omniglot {set_name} set has {len(names)}"
+            )
         chars += [(a, c, images[i]) for i, (a, c) in enumerate(names)]
     return chars
 
@@ -85,13 +99,15 @@ def read_npz_images(file: Path) -> np.ndarray:
             raise DataError(f"{file} has no 'images' array")
         images = npz["images"]
     if images.ndim != 4 or images.dtype not in (np.bool_, np.uint8) or 0 in images.shape:
-        raise DataError(f"{file}: 'images' must be bool or uint8 [characters, drawings, H, W], got {images.dtype} {images.shape}")
+        raise DataError(
+            f"{file}: 'images' must be bool or uint8 [characters, drawings, H, W], got {images.dtype} {images.shape}"
+        )
     return images
 
 
 def dir_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
     if path.name in ("images_background", "images_evaluation"):
-        roots = [path] if path.name[len("images_"):] in sets else []
+        roots = [path] if path.name[len("images_") :] in sets else []
     else:
         roots = [path / f"images_{s}" for s in sets if (path / f"images_{s}").is_dir()]
     chars: list[Char] = []
@@ -100,12 +116,16 @@ def dir_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
             for character in sorted(p for p in alphabet.iterdir() if p.is_dir()):
                 files = sorted(p for p in character.iterdir() if p.suffix.lower() == ".png")
                 if files:
-                    chars.append((alphabet.name, character.name, decode_gray([f.read_bytes() for f in files], character)))
+                    chars.append(
+                        (alphabet.name, character.name, decode_gray([f.read_bytes() for f in files], character))
+                    )
     return chars
 
 
 def zip_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
-    zips = [path] if path.is_file() else [path / f"images_{s}.zip" for s in sets if (path / f"images_{s}.zip").is_file()]
+    zips = (
+        [path] if path.is_file() else [path / f"images_{s}.zip" for s in sets if (path / f"images_{s}.zip").is_file()]
+    )
     chars: list[Char] = []
     for file in zips:
         if path.is_file() and not any(f"images_{s}" in file.name for s in sets):
@@ -113,7 +133,9 @@ def zip_chars(path: Path, sets: tuple[str, ...]) -> list[Char]:
         groups: dict[tuple[str, str], list[bytes]] = {}
         with zipfile.ZipFile(file) as z:
             infos = [i for i in z.infolist() if i.filename.lower().endswith(".png")]
-            if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES or any(i.file_size > MAX_MEMBER_BYTES for i in infos):
+            if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES or any(
+                i.file_size > MAX_MEMBER_BYTES for i in infos
+            ):
                 raise DataError(f"{file} unpacks to implausibly large images")
             for info in sorted(infos, key=lambda i: i.filename):
                 parts = info.filename.split("/")
@@ -132,7 +154,9 @@ def decode_gray(blobs: list[bytes], where: object) -> np.ndarray:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(blob)) as img:
                     if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
-                        raise DataError(f"an image of {where} declares {img.size[0]}x{img.size[1]} pixels, over the limit")
+                        raise DataError(
+                            f"an image of {where} declares {img.size[0]}x{img.size[1]} pixels, over the limit"
+                        )
                     arrays.append(np.asarray(img.convert("L"), dtype=np.uint8))
         except DataError:
             raise

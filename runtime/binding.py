@@ -9,7 +9,7 @@ caller normalizes straight into ``input`` and reads ``output``.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -21,8 +21,14 @@ class SingleImageBinding:
     [D + 1]) is ``output`` followed by a constant 1, so that one matrix product with [D + 1, K]
     can add a bias row."""
 
-    def __init__(self, session: ort.InferenceSession, input_name: str, output_name: str,
-                 input_shape: tuple[int, int, int, int], dim: int) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        input_name: str,
+        output_name: str,
+        input_shape: tuple[int, int, int, int],
+        dim: int,
+    ) -> None:
         self.input = np.zeros(input_shape, dtype=np.float32)
         self.flat_input = self.input.reshape(-1)
         self.output_with_one = np.ones((1, dim + 1), dtype=np.float32)

@@ -43,7 +43,11 @@ FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"dark_fraction": _dar
 
 def image_features(batch: np.ndarray) -> dict[str, np.ndarray]:
     """Prepared uint8 [N, H, W, C] -> {feature name: float64 [N]} (channels averaged to gray)."""
-    gray = batch.reshape(len(batch), -1, batch.shape[-1]).mean(axis=2) if batch.ndim == 4 else batch.reshape(len(batch), -1)
+    gray = (
+        batch.reshape(len(batch), -1, batch.shape[-1]).mean(axis=2)
+        if batch.ndim == 4
+        else batch.reshape(len(batch), -1)
+    )
     return {name: f(gray) for name, f in FEATURES.items()}
 
 
@@ -89,8 +93,10 @@ def warning_line(flags: np.ndarray, domain: dict[str, Any]) -> str | None:
     if len(flags) == 0 or 2 * int(flags.sum()) <= len(flags):
         return None
     what = domain.get("description") or "its training images"
-    return (f"Warning: {int(flags.sum())} of {len(flags)} image(s) look unlike what the model was trained on "
-            f"({what}), e.g. photos or textures; its answers on them are unreliable: see models/README.md")
+    return (
+        f"Warning: {int(flags.sum())} of {len(flags)} image(s) look unlike what the model was trained on "
+        f"({what}), e.g. photos or textures; its answers on them are unreliable: see models/README.md"
+    )
 
 
 def describe_domain(domain: dict[str, Any]) -> str:

@@ -4,28 +4,26 @@ Accepted: a path, a ``PIL.Image``, a 2-D (H, W) or 3-D (H, W, C) array, a sequen
 those, or a batch array (N, H, W) / (N, H, W, C); uint8 0..255, float 0..1, bool, or
 16-bit integers. Arrays already at the target size and channel count take a vectorized
 path with no per-image Python work; everything else goes through PIL, one image at a time.
+Pillow is imported only then: an application that passes arrays at the model's size never loads it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
-RESIZE_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "hamming": Image.Resampling.HAMMING,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Resize methods: the names of PIL's ``Image.Resampling`` filters, lower case.
+RESIZE_FILTERS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 
 # Refused before decoding: a file that declares more pixels than this is a decompression
 # bomb or far larger than any few-shot input needs.
@@ -34,6 +32,8 @@ MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024
 # Below this on a side an input holds too little to recognize; upscaling it to the model's size
 # would only invent pixels, so it is refused rather than silently blurred into a guess.
 MIN_IMAGE_SIDE = 8
+# File suffixes taken for images where a folder stands for the images inside it (the CLI, data sets).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 _CHANNEL_AXIS_SIZES = (1, 3, 4)
 
 
@@ -41,7 +41,7 @@ def to_uint8_images(images: Any, size: tuple[int, int], channels: int, resize: s
     """Convert ``images`` to uint8 [N, size[0], size[1], channels]."""
     if isinstance(images, np.ndarray):
         return _from_array(images, size, channels, resize)
-    if isinstance(images, (str, os.PathLike, Image.Image)):
+    if isinstance(images, (str, os.PathLike)) or _is_pil_image(images):
         return _single(images, size, channels, resize)[None]
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
@@ -56,7 +56,7 @@ def to_uint8_images(images: Any, size: tuple[int, int], channels: int, resize: s
 def _single(item: Any, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
         return _pil_to_array(open_image(item), size, channels, resize)
-    if isinstance(item, Image.Image):
+    if _is_pil_image(item):
         return _pil_to_array(item, size, channels, resize)
     if isinstance(item, np.ndarray):
         if item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in _CHANNEL_AXIS_SIZES):
@@ -65,8 +65,15 @@ def _single(item: Any, size: tuple[int, int], channels: int, resize: str) -> np.
     raise ImageError(f"unsupported image type {type(item).__name__}")
 
 
+def _is_pil_image(item: Any) -> bool:
+    pil = sys.modules.get("PIL.Image")  # a PIL image exists only once PIL has been imported
+    return pil is not None and isinstance(item, pil.Image)
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image file, refusing bombs before decoding."""
+    from PIL import Image, UnidentifiedImageError
+
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"image not found: {p}")
@@ -97,6 +104,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 def _pil_mode_to_uint8(img: Image.Image, channels: int) -> Image.Image:
     """Any PIL mode -> 'L' or 'RGB'. Transparency is composited onto white."""
+    from PIL import Image
+
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
@@ -120,6 +129,8 @@ def check_image_size(width: int, height: int, name: object = None) -> None:
 
 
 def _pil_to_array(img: Image.Image, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
+    from PIL import Image
+
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageError(f"image of {w}x{h} pixels is over the limit of {MAX_IMAGE_PIXELS}")
@@ -127,7 +138,7 @@ def _pil_to_array(img: Image.Image, size: tuple[int, int], channels: int, resize
     try:
         img = _pil_mode_to_uint8(img, channels)
         if img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), RESIZE_FILTERS[resize])
+            img = img.resize((size[1], size[0]), Image.Resampling[resize.upper()])
     except (OSError, ValueError) as e:
         raise ImageError(f"cannot convert image: {e}") from None
     arr = np.asarray(img, dtype=np.uint8)
@@ -165,7 +176,8 @@ def _as_nhwc(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 4 and arr.shape[3] in _CHANNEL_AXIS_SIZES:
         return arr
     raise ImageError(
-        f"image array of shape {arr.shape}: expected (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in 1, 3, 4")
+        f"image array of shape {arr.shape}: expected (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in 1, 3, 4"
+    )
 
 
 def _from_array(arr: np.ndarray, size: tuple[int, int], channels: int, resize: str) -> np.ndarray:
@@ -181,6 +193,8 @@ def _from_array(arr: np.ndarray, size: tuple[int, int], channels: int, resize: s
         return batch
     if batch.shape[1:3] == tuple(size) and channels == 1 and batch.shape[3] == 3:
         return _rgb_to_gray(batch)
+    from PIL import Image
+
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[batch.shape[3]]
     out = np.empty((batch.shape[0], size[0], size[1], channels), dtype=np.uint8)
     for i in range(batch.shape[0]):

@@ -17,8 +17,9 @@ from .metadata import MIN_STORE_AGREEMENT, ModelMetadata
 from .store import StoreContents
 
 
-def check_store_fits(contents: StoreContents, meta: ModelMetadata, fingerprint: str, model_name: str,
-                     path: str | os.PathLike) -> None:
+def check_store_fits(
+    contents: StoreContents, meta: ModelMetadata, fingerprint: str, model_name: str, path: str | os.PathLike
+) -> None:
     """Raise ``StoreError`` (saying to re-enroll) unless the store may be used with this model."""
     if contents.model_fingerprint in (fingerprint, *meta.equivalent_fingerprints):
         return
@@ -29,9 +30,12 @@ def check_store_fits(contents: StoreContents, meta: ModelMetadata, fingerprint: 
         raise StoreError(
             f"store {path} was made with another file of network {contents.network_id[:12]}, and {model_name} agrees "
             f"with that network's reference file in only {100 * meta.store_agreement:.2f}% of validation decisions "
-            f"(stores are shared from {100 * MIN_STORE_AGREEMENT:.1f}%): re-enroll the classes with {model_name}")
-    raise StoreError(f"store {path} was made with another model (fingerprint {contents.model_fingerprint[:12]}), not "
-                     f"{model_name} ({fingerprint[:12]}): re-enroll the classes with {model_name}, or use the model that made it")
+            f"(stores are shared from {100 * MIN_STORE_AGREEMENT:.1f}%): re-enroll the classes with {model_name}"
+        )
+    raise StoreError(
+        f"store {path} was made with another model (fingerprint {contents.model_fingerprint[:12]}), not "
+        f"{model_name} ({fingerprint[:12]}): re-enroll the classes with {model_name}, or use the model that made it"
+    )
 
 
 def describe_sharing(meta: ModelMetadata) -> str:
@@ -43,5 +47,7 @@ def describe_sharing(meta: ModelMetadata) -> str:
     if net.get("reference"):
         return f"yes: reference file of network {short}; its files that passed the agreement check share stores"
     verdict = "yes" if meta.store_network_id else "no: re-enroll"
-    return (f"{verdict}: network {short}, top-1 agreement with its reference file {100 * meta.store_agreement:.2f}% "
-            f"(shared from {100 * MIN_STORE_AGREEMENT:.1f}%)")
+    return (
+        f"{verdict}: network {short}, top-1 agreement with its reference file {100 * meta.store_agreement:.2f}% "
+        f"(shared from {100 * MIN_STORE_AGREEMENT:.1f}%)"
+    )

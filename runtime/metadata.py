@@ -112,7 +112,7 @@ class ModelMetadata:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         if len(text) > MAX_METADATA_BYTES:
             raise ModelError("edgemeta metadata is too large")
         try:
@@ -124,12 +124,14 @@ class ModelMetadata:
         return cls.from_dict(d)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelMetadata":
+    def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
         version = d.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ModelError("edgemeta metadata has no integer format_version")
         if version > FORMAT_VERSION:
-            raise ModelError(f"model metadata format {version} is newer than this edgemeta supports ({FORMAT_VERSION}); upgrade edgemeta")
+            raise ModelError(
+                f"model metadata format {version} is newer than this edgemeta supports ({FORMAT_VERSION}); upgrade edgemeta"
+            )
         if not isinstance(d.get("preprocess"), dict):
             raise ModelError("edgemeta metadata has no preprocess section")
         try:
@@ -166,7 +168,8 @@ class ModelMetadata:
 def _fingerprints(value: Any) -> tuple[str, ...]:
     """A list of sha256 hex digests -> tuple; ValueError for anything else."""
     if not isinstance(value, list) or not all(
-            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in value):
+        isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in value
+    ):
         raise ValueError("equivalent_fingerprints must be a list of sha256 hex digests")
     return tuple(value)
 
@@ -190,16 +193,23 @@ def classifier_summary(props: dict[str, str]) -> dict[str, Any]:
         meta = ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None
     except (ValueError, TypeError, AttributeError, RecursionError) as e:
         raise ModelError(f"baked classifier metadata is damaged: {e}") from None
-    return {"classes": len(labels), "shots": {str(lab): n for lab, n in zip(labels, shots)},
-            "model_fingerprint": info.get("model_fingerprint"),
-            "embedding_dim": meta and meta.embedding_dim, "metric": meta and meta.metric,
-            "threshold": meta and meta.threshold}
+    return {
+        "classes": len(labels),
+        "shots": {str(lab): n for lab, n in zip(labels, shots)},
+        "model_fingerprint": info.get("model_fingerprint"),
+        "embedding_dim": meta and meta.embedding_dim,
+        "metric": meta and meta.metric,
+        "threshold": meta and meta.threshold,
+    }
 
 
 def _network(value: Any) -> dict[str, Any]:
     """The ``network`` section: an object whose id (when present) is a string and whose agreement a number."""
-    if not isinstance(value, dict) or not isinstance(value.get("id", ""), str) \
-            or not isinstance(value.get("agreement") or {}, dict):
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("id", ""), str)
+        or not isinstance(value.get("agreement") or {}, dict)
+    ):
         raise ValueError("network must be an object with a string id and an agreement object")
     top1 = float((value.get("agreement") or {}).get("top1", 0.0))
     if not 0.0 <= top1 <= 1.0:

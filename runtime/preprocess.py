@@ -12,6 +12,7 @@ Every image takes the same two steps, whichever side it is on:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,10 +70,10 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         try:
             return cls(
-                size=tuple(int(v) for v in d["size"]),
+                size=tuple(int(v) for v in d["size"]),  # type: ignore[arg-type]  # __post_init__ checks it is two
                 channels=int(d["channels"]),
                 resize=str(d["resize"]),
                 polarity=str(d["polarity"]),
@@ -121,10 +122,7 @@ def fix_polarity(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if n == 1:  # the common request: one small matrix-vector product, no temporary arrays
         bright_background = float(np.dot(batch.reshape(-1), mask)) > 127.5 * idx.size
         return 255 - batch if bright_background == want_dark_background else batch
-    flat = batch.reshape(n, -1)
-    # Same integer sums either way; one small matrix-vector product is the cheaper call for a
-    # few images, gathering the border first the cheaper for many.
-    border_sum = np.dot(flat, mask) if n <= 8 else flat.take(idx, axis=1).sum(axis=1, dtype=np.int64)
+    border_sum = batch.reshape(n, -1).take(idx, axis=1).sum(axis=1, dtype=np.int64)
     bright_background = border_sum > 127.5 * idx.size
     wrong = bright_background if want_dark_background else ~bright_background
     if not wrong.any():
@@ -141,6 +139,8 @@ def prepare_uint8(images: Any, spec: PreprocessSpec) -> np.ndarray:
 
 
 MAX_SUPPORT_SHIFT = 3
+# Pixel offsets (dy, dx) of an image's shifted views; an embedding over views is their mean.
+Views = Sequence[tuple[int, int]]
 
 
 def check_support_shift(radius: Any) -> int:
@@ -170,14 +170,14 @@ def offset_views(batch: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarra
     n, h, w, c = batch.shape
     # Edge padding by hand: np.pad costs about 50 µs per call, most of a one-image query's views.
     padded = np.empty((n, h + 2 * r, w + 2 * r, c), dtype=batch.dtype)
-    padded[:, r:r + h, r:r + w] = batch
-    padded[:, :r, r:r + w] = batch[:, :1]
-    padded[:, r + h:, r:r + w] = batch[:, -1:]
-    padded[:, :, :r] = padded[:, :, r:r + 1]
-    padded[:, :, r + w:] = padded[:, :, r + w - 1:r + w]
+    padded[:, r : r + h, r : r + w] = batch
+    padded[:, :r, r : r + w] = batch[:, :1]
+    padded[:, r + h :, r : r + w] = batch[:, -1:]
+    padded[:, :, :r] = padded[:, :, r : r + 1]
+    padded[:, :, r + w :] = padded[:, :, r + w - 1 : r + w]
     out = np.empty((len(offsets), n, h, w, c), dtype=batch.dtype)
     for i, (dy, dx) in enumerate(offsets):
-        out[i] = padded[:, r - dy:r - dy + h, r - dx:r - dx + w]
+        out[i] = padded[:, r - dy : r - dy + h, r - dx : r - dx + w]
     return out
 
 
@@ -199,14 +199,25 @@ def check_query_views(views: Any) -> int:
     return int(views)
 
 
+def query_offsets(views: int) -> list[tuple[int, int]]:
+    """The (dy, dx) offsets of ``views`` query views (``EmbeddingModel.embed(images, views=...)``)."""
+    return QUERY_VIEW_OFFSETS[check_query_views(views)]
+
+
+def support_offsets(shift: int) -> list[tuple[int, int]]:
+    """The (dy, dx) offsets of enrolled images' views at support shift ``shift`` (0: the image alone)."""
+    return shift_offsets(check_support_shift(shift))
+
+
 def normalize(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 [N, H, W, C] -> float32 [N, C, H, W], ``(x / 255 - mean) / std``."""
     scale, offset = normalize_constants(spec)
     return _normalize_with(batch, scale, offset)
 
 
-def _normalize_with(batch: np.ndarray, scale: np.ndarray, offset: np.ndarray,
-                    out: np.ndarray | None = None) -> np.ndarray:
+def _normalize_with(
+    batch: np.ndarray, scale: np.ndarray, offset: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """``normalize`` with ready constants, into ``out`` (float32 [N, C, H, W]) when given."""
     n, h, w, c = batch.shape
     if c == 1:
@@ -253,5 +264,6 @@ class OneGrayImage:
         ``fix_polarity`` fixes it and normalized as ``normalize`` normalizes."""
         flat = image.reshape(-1)
         invert = self.check_polarity and (
-            (float(np.dot(flat, self.border_mask)) > self.bright_limit) == self.want_dark_background)
+            (float(np.dot(flat, self.border_mask)) > self.bright_limit) == self.want_dark_background
+        )
         self.tables[invert].take(flat, out=out, mode="clip")  # the method skips np.take's Python wrapper

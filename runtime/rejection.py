@@ -63,10 +63,15 @@ class RejectionRule:
     version: int = RULE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version,
-                "rule": "accept iff d <= tau * ||p||^2 * (1 + shot_coef / shots) * classes ** -class_coef",
-                "shot_coef": self.shot_coef, "class_coef": self.class_coef, "tau": {"strict": self.strict, "balanced": self.balanced},
-                "far_table": [list(p) for p in self.far_table], "calibration": self.calibration}
+        return {
+            "version": self.version,
+            "rule": "accept iff d <= tau * ||p||^2 * (1 + shot_coef / shots) * classes ** -class_coef",
+            "shot_coef": self.shot_coef,
+            "class_coef": self.class_coef,
+            "tau": {"strict": self.strict, "balanced": self.balanced},
+            "far_table": [list(p) for p in self.far_table],
+            "calibration": self.calibration,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> RejectionRule:
@@ -77,13 +82,22 @@ class RejectionRule:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ModelError("the rejection section of the model metadata has no integer version")
         if version > RULE_VERSION:
-            raise ModelError(f"rejection rule version {version} is newer than this edgemeta supports "
-                             f"({RULE_VERSION}); upgrade edgemeta")
+            raise ModelError(
+                f"rejection rule version {version} is newer than this edgemeta supports "
+                f"({RULE_VERSION}); upgrade edgemeta"
+            )
         try:
             tau = d["tau"]
             table = tuple((float(f), float(t)) for f, t in d.get("far_table", []))
-            rule = cls(float(d["shot_coef"]), float(d["class_coef"]), float(tau["strict"]), float(tau["balanced"]), table,
-                       dict(d.get("calibration") or {}), version)
+            rule = cls(
+                float(d["shot_coef"]),
+                float(d["class_coef"]),
+                float(tau["strict"]),
+                float(tau["balanced"]),
+                table,
+                dict(d.get("calibration") or {}),
+                version,
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"invalid rejection section in the model metadata: {e!r}") from None
         values = [rule.strict, rule.balanced, *(t for _, t in table)]
@@ -91,8 +105,11 @@ class RejectionRule:
         if not (all(math.isfinite(c) and c >= 0 for c in coefs) and all(math.isfinite(v) and v > 0 for v in values)):
             raise ModelError("the rejection section needs shot_coef, class_coef >= 0 and positive finite taus")
         fars = [f for f, _ in table]
-        if not all(0 < f < 1 for f in fars) or any(b <= a for a, b in pairwise(fars)) \
-                or any(b < a for a, b in pairwise(values[2:])):
+        if (
+            not all(0 < f < 1 for f in fars)
+            or any(b <= a for a, b in pairwise(fars))
+            or any(b < a for a, b in pairwise(values[2:]))
+        ):
             raise ModelError("the rejection far_table must be (far, tau) pairs with far in (0, 1), both increasing")
         return rule
 
@@ -116,7 +133,9 @@ class OperatingPoint:
             return np.full(shape, np.inf)
         if not self.relative:
             return np.full(shape, float(self.tau))
-        scale = np.asarray(sq_norms, dtype=np.float64) * (1.0 + self.shot_coef / np.maximum(np.asarray(shots, np.float64), 1.0))
+        scale = np.asarray(sq_norms, dtype=np.float64) * (
+            1.0 + self.shot_coef / np.maximum(np.asarray(shots, np.float64), 1.0)
+        )
         return self.tau * scale * float(max(classes, 1)) ** -self.class_coef
 
     def accepts(self, nearest: Any, shots: Any, classes: int, sq_norms: Any) -> np.ndarray:
@@ -125,8 +144,13 @@ class OperatingPoint:
         return np.asarray(nearest, dtype=np.float64) <= self.limits(shots, classes, sq_norms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reject": self.name, "tau": self.tau, "relative": self.relative, "shot_coef": self.shot_coef,
-                "class_coef": self.class_coef}
+        return {
+            "reject": self.name,
+            "tau": self.tau,
+            "relative": self.relative,
+            "shot_coef": self.shot_coef,
+            "class_coef": self.class_coef,
+        }
 
 
 def check_reject(reject: str | None) -> str | None:
@@ -141,8 +165,13 @@ def check_far(far: float | None) -> float | None:
     return None if far is None else float(far)
 
 
-def operating_point(rule: RejectionRule | None, legacy_threshold: float | None, reject: str | None = None,
-                    far: float | None = None, threshold: float | None = None) -> OperatingPoint:
+def operating_point(
+    rule: RejectionRule | None,
+    legacy_threshold: float | None,
+    reject: str | None = None,
+    far: float | None = None,
+    threshold: float | None = None,
+) -> OperatingPoint:
     """The operating point asked for (see the module docstring); EdgemetaError for an impossible ask."""
     check_reject(reject)
     check_far(far)
@@ -158,8 +187,10 @@ def operating_point(rule: RejectionRule | None, legacy_threshold: float | None, 
         return OperatingPoint(None, name="off")
     if far is not None:
         if rule is None or not rule.far_table:
-            raise EdgemetaError("this model has no false-accept calibration (its metadata has no rejection "
-                                "section); use --reject or --threshold")
+            raise EdgemetaError(
+                "this model has no false-accept calibration (its metadata has no rejection "
+                "section); use --reject or --threshold"
+            )
         return OperatingPoint(tau_for_far(rule.far_table, far), rule.shot_coef, rule.class_coef, True, f"far={far:g}")
     name = reject or DEFAULT_REJECT
     if rule is not None:
@@ -171,6 +202,8 @@ def tau_for_far(table: tuple[tuple[float, float], ...], far: float) -> float:
     """tau for a target false-accept rate, interpolated linearly in log(far) between table rows."""
     fars = np.log([f for f, _ in table])
     if not table[0][0] <= far <= table[-1][0]:
-        raise EdgemetaError(f"--far {far:g} is outside the model's calibration, which covers false-accept "
-                            f"rates {table[0][0]:g} to {table[-1][0]:g}")
+        raise EdgemetaError(
+            f"--far {far:g} is outside the model's calibration, which covers false-accept "
+            f"rates {table[0][0]:g} to {table[-1][0]:g}"
+        )
     return float(np.interp(math.log(far), fars, [t for _, t in table]))

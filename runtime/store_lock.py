@@ -65,8 +65,9 @@ def store_lock(store: str | os.PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT) 
         os.close(fd)
 
 
-def remove_classes(store: str | os.PathLike, labels: Iterable[str],
-                   timeout: float = DEFAULT_LOCK_TIMEOUT) -> StoreContents:
+def remove_classes(
+    store: str | os.PathLike, labels: Iterable[str], timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> StoreContents:
     """Remove classes from a store file under its write lock; returns what the store holds now.
 
     Needs no model: the file holds each class's sums and counts. A label that is not in the
@@ -83,8 +84,14 @@ def remove_classes(store: str | os.PathLike, labels: Iterable[str],
             raise StoreError(f"store {target} has no class named {', '.join(map(repr, missing))}")
         drop = set(wanted)
         keep = [i for i, x in enumerate(old.labels) if x not in drop]
-        new = StoreContents([old.labels[i] for i in keep], old.sums[keep], old.counts[keep],
-                            old.model_fingerprint, old.metric, old.network_id)
+        new = StoreContents(
+            [old.labels[i] for i in keep],
+            old.sums[keep],
+            old.counts[keep],
+            old.model_fingerprint,
+            old.metric,
+            old.network_id,
+        )
         write_store(target, new)
     return new
 
@@ -108,8 +115,10 @@ def _acquire(fd: int, target: Path, timeout: float) -> None:
     while not _try_lock(fd, target):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise StoreError(f"timed out after {timeout:g} s waiting for the write lock of store {target} "
-                             "(another process is writing it)")
+            raise StoreError(
+                f"timed out after {timeout:g} s waiting for the write lock of store {target} "
+                "(another process is writing it)"
+            )
         time.sleep(min(pause, left))
         pause = min(2 * pause, _MAX_POLL)
 

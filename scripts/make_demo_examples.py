@@ -17,13 +17,26 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PER_CLASS = {"omniglot": 6, "mnist": 10}
-ALPHABETS = ["Angelic", "Atlantean", "Ge_ez", "Glagolitic", "Gurmukhi", "Kannada", "Malayalam", "Mongolian",
-             "Tengwar", "Tibetan"]
+ALPHABETS = [
+    "Angelic",
+    "Atlantean",
+    "Ge_ez",
+    "Glagolitic",
+    "Gurmukhi",
+    "Kannada",
+    "Malayalam",
+    "Mongolian",
+    "Tengwar",
+    "Tibetan",
+]
 
 
 def omniglot(data: Path, out: Path) -> None:
-    rows = [r for r in csv.DictReader(open(data / "omniglot" / "characters.tsv"), delimiter="\t")
-            if r["set"] == "evaluation"]
+    rows = [
+        r
+        for r in csv.DictReader(open(data / "omniglot" / "characters.tsv"), delimiter="\t")
+        if r["set"] == "evaluation"
+    ]
     with np.load(data / "omniglot" / "images_evaluation.npz", allow_pickle=False) as z:
         images = z["images"]
     rng = np.random.default_rng(7)

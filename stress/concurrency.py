@@ -80,7 +80,7 @@ def states_from_predictions(rows: list) -> dict[str, tuple[int, int]]:
     assert d[0].keys() == d[1].keys() == d[2].keys(), "rows of one call disagree on the labels"
     out = {}
     for lab in d[0]:
-        a = (LABELS + d[0][lab] - d[1][lab]) / 2   # ||qA||^2 = LABELS
+        a = (LABELS + d[0][lab] - d[1][lab]) / 2  # ||qA||^2 = LABELS
         b = (LABELS + d[0][lab] - d[2][lab]) / 2
         assert abs(a * a + b * b - d[0][lab]) < 10 * TOL, f"{lab}: mass outside its own dimensions"
         out[lab] = decode(a, b)
@@ -95,9 +95,9 @@ class Worker:
     mine: list[int]
     ops: int
     rng: random.Random
-    state: dict[int, tuple[int, int]] = field(default_factory=dict)   # label -> (incarnation, shots)
+    state: dict[int, tuple[int, int]] = field(default_factory=dict)  # label -> (incarnation, shots)
     incarnations: dict[int, int] = field(default_factory=dict)
-    seen: dict[str, tuple[int, int]] = field(default_factory=dict)    # label -> last observed state
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> last observed state
     done: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -141,7 +141,9 @@ def do_predict(clf: FewShotClassifier, w: Worker) -> None:
         want = w.state.get(lab)
         got = observed.get(name(lab))
         assert (got is None) == (want is None), f"{name(lab)}: owner expects {want}, saw {got}"
-        assert want is None or got == (want[0] % len(A_VALUES), want[1]), f"{name(lab)}: owner expects {want}, saw {got}"
+        assert want is None or got == (want[0] % len(A_VALUES), want[1]), (
+            f"{name(lab)}: owner expects {want}, saw {got}"
+        )
     for lab, st in observed.items():
         before = w.seen.get(lab)
         assert before is None or before[0] != st[0] or st[1] >= before[1], f"{lab}: went back from {before} to {st}"
@@ -166,8 +168,14 @@ def do_read(clf: FewShotClassifier, w: Worker) -> None:
 
 
 def worker_loop(clf: FewShotClassifier, w: Worker, store: Path) -> None:
-    ops = {"enroll": do_enroll, "remove": do_remove, "predict": do_predict, "classify": do_classify,
-           "read": do_read, "save": lambda c, _w: c.save(store)}
+    ops = {
+        "enroll": do_enroll,
+        "remove": do_remove,
+        "predict": do_predict,
+        "classify": do_classify,
+        "read": do_read,
+        "save": lambda c, _w: c.save(store),
+    }
     names, weights = list(WEIGHTS), list(WEIGHTS.values())
     for _ in range(w.ops):
         op = w.rng.choices(names, weights)[0]
@@ -202,8 +210,10 @@ def check_store(store: Path) -> list[str]:
 def run(folder: Path, threads: int, total_ops: int, seed: int = 0, timeout: float = 600.0) -> dict:
     clf = FewShotClassifier(make_model(folder))
     store = folder / "store.npz"
-    workers = [Worker(t, list(range(t, LABELS, threads)), total_ops // threads, random.Random(seed * 1000 + t))
-               for t in range(threads)]
+    workers = [
+        Worker(t, list(range(t, LABELS, threads)), total_ops // threads, random.Random(seed * 1000 + t))
+        for t in range(threads)
+    ]
     pool = [threading.Thread(target=worker_loop, args=(clf, w, store), daemon=True) for w in workers]
     t0 = time.perf_counter()
     for t in pool:
@@ -225,9 +235,15 @@ def run(folder: Path, threads: int, total_ops: int, seed: int = 0, timeout: floa
     for w in workers:
         for op, n in w.done.items():
             done[op] = done.get(op, 0) + n
-    return {"threads": threads, "operations": sum(done.values()), "by_operation": done,
-            "seconds": round(time.perf_counter() - t0, 1), "hung_threads": hung,
-            "errors": len(errors), "first_errors": errors[:10]}
+    return {
+        "threads": threads,
+        "operations": sum(done.values()),
+        "by_operation": done,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "hung_threads": hung,
+        "errors": len(errors),
+        "first_errors": errors[:10],
+    }
 
 
 def main() -> int:

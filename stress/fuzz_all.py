@@ -1,6 +1,6 @@
 """Run every fuzz target with many examples and report how many ran and what failed.
 
-    python stress/fuzz_all.py --examples 5000 [--only NAME ...]
+python stress/fuzz_all.py --examples 5000 [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 import fuzz_sources  # noqa: E402
 import fuzz_targets as ft  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 TARGETS = {
     "image_bytes": (ft.IMAGE_BYTES, ft.check_image_bytes),
@@ -48,21 +47,27 @@ def fuzz(name: str, examples: int, collect: bool = True) -> dict:
             key = f"{type(e).__module__}.{type(e).__name__} at {Path(tb.filename).name}:{tb.lineno}"
             seen.setdefault(key, [0, repr(x)[:300]])[0] += 1
 
-    test = settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                    suppress_health_check=list(HealthCheck))(given(strategy)(counted))
+    test = settings(
+        max_examples=examples, deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+    )(given(strategy)(counted))
     t0 = time.perf_counter()
     failure = None
     try:
         test()
     except Exception as e:  # hypothesis re-raises the minimal failing example's error
         failure = describe(e)
-    return {"target": name, "examples_run": ran, "seconds": round(time.perf_counter() - t0, 1), "failure": failure,
-            "escapes": {k: {"count": v[0], "example": v[1]} for k, v in seen.items()}}
+    return {
+        "target": name,
+        "examples_run": ran,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "failure": failure,
+        "escapes": {k: {"count": v[0], "example": v[1]} for k, v in seen.items()},
+    }
 
 
 def describe(e: BaseException) -> str:
     """Each distinct failure: its error and the minimal example Hypothesis found."""
-    parts = e.exceptions if isinstance(e, BaseExceptionGroup) else (e,)
+    parts = getattr(e, "exceptions", (e,))  # an exception group's parts (BaseExceptionGroup: Python 3.11+)
     return "\n---\n".join("".join(traceback.format_exception_only(type(x), x)).strip()[:1500] for x in parts)
 
 

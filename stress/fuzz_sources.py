@@ -9,15 +9,24 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from fuzz_targets import NPZ_ARRAYS, _npz_bytes, any_image_bytes, image_file, mutated, only_edgemeta_errors
 from hypothesis import strategies as st
 
 from edgemeta.runtime import PreprocessSpec
-from fuzz_targets import NPZ_ARRAYS, _npz_bytes, any_image_bytes, image_file, mutated, only_edgemeta_errors
 
 SPEC = PreprocessSpec(size=(8, 8))
-MEMBER_NAMES = st.sampled_from(("images_background/Alpha/character01/a.png", "images_background/Alpha/character01/b.png",
-                                "images_background/Beta/character02/c.png", "x.png", "../../evil.png", "A/B/C/D.png",
-                                "images_background/Alpha/character01/", "Alpha/character03/d.PNG"))
+MEMBER_NAMES = st.sampled_from(
+    (
+        "images_background/Alpha/character01/a.png",
+        "images_background/Alpha/character01/b.png",
+        "images_background/Beta/character02/c.png",
+        "x.png",
+        "../../evil.png",
+        "A/B/C/D.png",
+        "images_background/Alpha/character01/",
+        "Alpha/character03/d.PNG",
+    )
+)
 COMPRESSION = st.sampled_from((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA))
 
 
@@ -25,12 +34,24 @@ def _idx(magic_ndim: int, shape: tuple[int, ...], payload: bytes) -> bytes:
     return b"\0\0\x08" + bytes([magic_ndim]) + b"".join(s.to_bytes(4, "big") for s in shape) + payload
 
 
-IDX = st.one_of(st.binary(max_size=200),
-                st.builds(_idx, st.integers(0, 4), st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=4).map(tuple),
-                          st.binary(max_size=200)),
-                st.builds(_idx, st.just(3), st.tuples(st.integers(0, 4), st.integers(0, 9), st.integers(0, 9)),
-                          st.binary(min_size=0, max_size=400)))
-LABELS_IDX = st.one_of(st.binary(max_size=40), st.builds(_idx, st.just(1), st.tuples(st.integers(0, 6)), st.binary(max_size=8)))
+IDX = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        _idx,
+        st.integers(0, 4),
+        st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=4).map(tuple),
+        st.binary(max_size=200),
+    ),
+    st.builds(
+        _idx,
+        st.just(3),
+        st.tuples(st.integers(0, 4), st.integers(0, 9), st.integers(0, 9)),
+        st.binary(min_size=0, max_size=400),
+    ),
+)
+LABELS_IDX = st.one_of(
+    st.binary(max_size=40), st.builds(_idx, st.just(1), st.tuples(st.integers(0, 6)), st.binary(max_size=8))
+)
 
 
 def _zip(members: list[tuple[str, bytes]], method: int) -> bytes:
@@ -41,8 +62,11 @@ def _zip(members: list[tuple[str, bytes]], method: int) -> bytes:
     return buf.getvalue()
 
 
-ZIPS = st.builds(_zip, st.lists(st.tuples(MEMBER_NAMES, st.one_of(any_image_bytes(), st.just(image_file("PNG", "L")))),
-                                max_size=5), COMPRESSION)
+ZIPS = st.builds(
+    _zip,
+    st.lists(st.tuples(MEMBER_NAMES, st.one_of(any_image_bytes(), st.just(image_file("PNG", "L")))), max_size=5),
+    COMPRESSION,
+)
 
 
 @st.composite
@@ -51,14 +75,25 @@ def sources(draw: st.DrawFn) -> tuple[str, dict[str, bytes], str | None]:
     kind = draw(st.sampled_from(("npz", "idx", "idx-gz", "zip", "folder", "omniglot-dir")))
     split = draw(st.sampled_from((None, "background", "vinyals-test")))
     if kind == "npz":
-        data = draw(st.one_of(st.binary(max_size=300), st.builds(_npz_bytes, NPZ_ARRAYS, st.booleans()),
-                              st.builds(_npz_bytes, st.fixed_dictionaries({"images": st.just(np.ones((2, 2, 3, 3), np.uint8))}),
-                                        st.booleans()).flatmap(mutated)))
+        data = draw(
+            st.one_of(
+                st.binary(max_size=300),
+                st.builds(_npz_bytes, NPZ_ARRAYS, st.booleans()),
+                st.builds(
+                    _npz_bytes,
+                    st.fixed_dictionaries({"images": st.just(np.ones((2, 2, 3, 3), np.uint8))}),
+                    st.booleans(),
+                ).flatmap(mutated),
+            )
+        )
         return kind, {"images_background.npz": data}, split
     if kind in ("idx", "idx-gz"):
         images, labels = draw(IDX), draw(LABELS_IDX)
         if kind == "idx-gz":
-            images, labels = draw(st.one_of(st.just(gzip.compress(images)), mutated(gzip.compress(images)))), gzip.compress(labels)
+            images, labels = (
+                draw(st.one_of(st.just(gzip.compress(images)), mutated(gzip.compress(images)))),
+                gzip.compress(labels),
+            )
             return kind, {"t10k-images-idx3-ubyte.gz": images, "t10k-labels-idx1-ubyte.gz": labels}, split
         return kind, {"t10k-images-idx3-ubyte": images, "t10k-labels-idx1-ubyte": labels}, split
     if kind == "zip":

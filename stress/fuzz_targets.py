@@ -10,10 +10,10 @@ import io
 import json
 import sys
 import tempfile
-import zipfile
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -27,12 +27,61 @@ from edgemeta.runtime.metadata import ModelMetadata  # noqa: E402
 from edgemeta.runtime.store import StoreContents, read_store, write_store  # noqa: E402
 
 IMAGE_FORMATS = ("PNG", "GIF", "BMP", "TIFF", "JPEG", "WEBP", "PPM", "ICO", "TGA")
-MAGIC = (b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"P5\n",
-         b"RIFF\x00\x00\x00\x00WEBP", b"\x00\x00\x01\x00", b"PK\x03\x04", b"\x93NUMPY")
-PIL_MODES = ("1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "PA", "RGBX",
-             "RGBa", "La", "I;16", "I;16B", "I;16L")
-DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32",
-          "float64", "bool", "complex64", ">u2", ">f4", "U3", "S2", "M8[s]", "m8[s]")
+MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF89a",
+    b"BM",
+    b"\xff\xd8\xff",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P5\n",
+    b"RIFF\x00\x00\x00\x00WEBP",
+    b"\x00\x00\x01\x00",
+    b"PK\x03\x04",
+    b"\x93NUMPY",
+)
+PIL_MODES = (
+    "1",
+    "L",
+    "P",
+    "RGB",
+    "RGBA",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "I",
+    "F",
+    "LA",
+    "PA",
+    "RGBX",
+    "RGBa",
+    "La",
+    "I;16",
+    "I;16B",
+    "I;16L",
+)
+DTYPES = (
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+    "bool",
+    "complex64",
+    ">u2",
+    ">f4",
+    "U3",
+    "S2",
+    "M8[s]",
+    "m8[s]",
+)
 
 
 def only_edgemeta_errors(fn: Callable[[], Any]) -> None:
@@ -48,8 +97,7 @@ def only_edgemeta_errors(fn: Callable[[], Any]) -> None:
 def mutated(base: bytes) -> st.SearchStrategy[bytes]:
     """``base`` with random byte flips, a truncation, and random bytes appended."""
     flips = st.lists(st.tuples(st.integers(0, max(len(base) - 1, 0)), st.integers(0, 255)), max_size=8)
-    return st.builds(_mutate, st.just(base), flips, st.integers(0, len(base)), st.binary(max_size=16),
-                     st.booleans())
+    return st.builds(_mutate, st.just(base), flips, st.integers(0, len(base)), st.binary(max_size=16), st.booleans())
 
 
 def _mutate(base: bytes, flips: list[tuple[int, int]], cut: int, tail: bytes, truncate: bool) -> bytes:
@@ -64,7 +112,7 @@ def with_magic() -> st.SearchStrategy[bytes]:
     return st.builds(lambda m, rest: m + rest, st.sampled_from(MAGIC), st.binary(max_size=300))
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_file(fmt: str, mode: str) -> bytes:
     img = Image.fromarray((np.arange(64 * 48, dtype=np.uint32) % 251).astype(np.uint8).reshape(48, 64)).convert(mode)
     buf = io.BytesIO()
@@ -80,11 +128,14 @@ def any_image_bytes() -> st.SearchStrategy[bytes]:
 # ---------------------------------------------------------------- images
 
 SPECS = st.builds(
-    lambda size, channels, resize, polarity: PreprocessSpec(size=size, channels=channels, resize=resize, polarity=polarity,
-                                                            mean=(0.5,) * channels, std=(0.25,) * channels),
-    st.tuples(st.integers(1, 33), st.integers(1, 33)), st.sampled_from((1, 3)),
+    lambda size, channels, resize, polarity: PreprocessSpec(
+        size=size, channels=channels, resize=resize, polarity=polarity, mean=(0.5,) * channels, std=(0.25,) * channels
+    ),
+    st.tuples(st.integers(1, 33), st.integers(1, 33)),
+    st.sampled_from((1, 3)),
     st.sampled_from(("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")),
-    st.sampled_from(("light_on_dark", "dark_on_light", "none")))
+    st.sampled_from(("light_on_dark", "dark_on_light", "none")),
+)
 
 
 def check_image_bytes(args: tuple[bytes, str, PreprocessSpec]) -> None:
@@ -103,7 +154,8 @@ IMAGE_BYTES = st.tuples(any_image_bytes(), st.sampled_from((".png", ".jpg", ".gi
 
 ARRAYS = st.tuples(
     hnp.arrays(st.sampled_from(DTYPES).map(np.dtype), hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7)),
-    SPECS)
+    SPECS,
+)
 
 
 def check_array(args: tuple[np.ndarray, PreprocessSpec]) -> None:
@@ -119,8 +171,12 @@ def _pil_image(mode: str, w: int, h: int, seed: int) -> Image.Image:
     return img
 
 
-PIL_IMAGES = st.tuples(st.builds(_pil_image, st.sampled_from(PIL_MODES), st.integers(1, 40), st.integers(1, 40),
-                                 st.integers(0, 2**32 - 1)), SPECS)
+PIL_IMAGES = st.tuples(
+    st.builds(
+        _pil_image, st.sampled_from(PIL_MODES), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1)
+    ),
+    SPECS,
+)
 
 
 def check_pil(args: tuple[Image.Image, PreprocessSpec]) -> None:
@@ -131,12 +187,16 @@ def check_pil(args: tuple[Image.Image, PreprocessSpec]) -> None:
 # ---------------------------------------------------------------- stores
 
 
-@lru_cache(maxsize=None)
+@cache
 def valid_store() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.npz"
-        write_store(path, StoreContents(["a", "b/../../x", "c\x1b"], np.arange(12.0).reshape(3, 4),
-                                        np.array([1, 2, 3]), "f" * 64, "sqeuclidean"))
+        write_store(
+            path,
+            StoreContents(
+                ["a", "b/../../x", "c\x1b"], np.arange(12.0).reshape(3, 4), np.array([1, 2, 3]), "f" * 64, "sqeuclidean"
+            ),
+        )
         return path.read_bytes()
 
 
@@ -144,7 +204,8 @@ STORE_KEYS = ("format_version", "labels", "sums", "counts", "model_fingerprint",
 NPZ_ARRAYS = st.dictionaries(
     st.sampled_from(STORE_KEYS),
     hnp.arrays(st.sampled_from(DTYPES).map(np.dtype), hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
-    max_size=7)
+    max_size=7,
+)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray], compressed: bool) -> bytes:
@@ -153,9 +214,13 @@ def _npz_bytes(arrays: dict[str, np.ndarray], compressed: bool) -> bytes:
     return buf.getvalue()
 
 
-STORE_BYTES = st.one_of(st.binary(max_size=600), with_magic(), st.deferred(lambda: mutated(valid_store())),
-                        st.builds(_npz_bytes, NPZ_ARRAYS, st.booleans()),
-                        st.deferred(lambda: mutated(_npz_bytes({"labels": np.array(["a"])}, True))))
+STORE_BYTES = st.one_of(
+    st.binary(max_size=600),
+    with_magic(),
+    st.deferred(lambda: mutated(valid_store())),
+    st.builds(_npz_bytes, NPZ_ARRAYS, st.booleans()),
+    st.deferred(lambda: mutated(_npz_bytes({"labels": np.array(["a"])}, True))),
+)
 
 
 def check_store(data: bytes) -> None:
@@ -166,7 +231,7 @@ def check_store(data: bytes) -> None:
         only_edgemeta_errors(lambda: FewShotClassifier.load(path, _store_model()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _store_model() -> EmbeddingModel:
     from tiny_models import linear_model, metadata
 
@@ -176,11 +241,19 @@ def _store_model() -> EmbeddingModel:
 
 # ---------------------------------------------------------------- model metadata and ONNX
 
-_JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-10**500, 10**500),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
-JSON_VALUES = st.recursive(_JSON_LEAVES, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                                st.dictionaries(st.text(max_size=8), kids, max_size=4)),
-                           max_leaves=12)
+_JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(10**500), 10**500),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _meta_variant(changes: dict[str, Any], pre_changes: dict[str, Any], drop: list[str]) -> str:
@@ -195,22 +268,35 @@ def _meta_variant(changes: dict[str, Any], pre_changes: dict[str, Any], drop: li
     return json.dumps(doc)
 
 
-META_KEYS = ("format_version", "embedding_dim", "metric", "threshold", "input_name", "output_name", "preprocess",
-             "training", "accuracy")
+META_KEYS = (
+    "format_version",
+    "embedding_dim",
+    "metric",
+    "threshold",
+    "input_name",
+    "output_name",
+    "preprocess",
+    "training",
+    "accuracy",
+)
 PRE_KEYS = ("size", "channels", "resize", "polarity", "auto_polarity", "mean", "std")
 METADATA_TEXT = st.one_of(
     st.text(max_size=200),
     JSON_VALUES.map(json.dumps),
-    st.builds(_meta_variant, st.dictionaries(st.sampled_from(META_KEYS), JSON_VALUES, max_size=3),
-              st.dictionaries(st.sampled_from(PRE_KEYS), JSON_VALUES, max_size=3),
-              st.lists(st.sampled_from(META_KEYS), max_size=2)))
+    st.builds(
+        _meta_variant,
+        st.dictionaries(st.sampled_from(META_KEYS), JSON_VALUES, max_size=3),
+        st.dictionaries(st.sampled_from(PRE_KEYS), JSON_VALUES, max_size=3),
+        st.lists(st.sampled_from(META_KEYS), max_size=2),
+    ),
+)
 
 
 def check_metadata(text: str) -> None:
     only_edgemeta_errors(lambda: ModelMetadata.from_json(text))
 
 
-@lru_cache(maxsize=None)
+@cache
 def valid_onnx() -> bytes:
     from tiny_models import linear_model
 

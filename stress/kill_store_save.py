@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier  # noqa: E402
-from edgemeta.runtime.store import read_store  # noqa: E402
 
 DIM = 1024  # wide rows: a save takes long enough that kills land inside it
 
@@ -50,7 +49,7 @@ def which_version(clf: FewShotClassifier) -> int:
     exp_labels, exp_sums, exp_counts = version_state(v)
     assert labels == exp_labels, f"labels {labels} are not those of version {v}"
     assert [counts[lab] for lab in labels] == exp_counts.tolist(), f"counts {counts} are not those of version {v}"
-    assert np.array_equal(clf._sums[:len(labels)], exp_sums), f"sums are not those of version {v}"
+    assert np.array_equal(clf._sums[: len(labels)], exp_sums), f"sums are not those of version {v}"
     return v
 
 
@@ -70,8 +69,8 @@ def child(model: EmbeddingModel, store: Path, start: int, wfd: int) -> None:
 @dataclass
 class Stats:
     trials: int = 0
-    killed_mid_write: int = 0        # a temp file was left behind: the kill hit between create and rename
-    saw_new_unreported: int = 0      # the store held a version the child had renamed but not reported
+    killed_mid_write: int = 0  # a temp file was left behind: the kill hit between create and rename
+    saw_new_unreported: int = 0  # the store held a version the child had renamed but not reported
     saves_completed: int = 0
     max_stray_temps: int = 0
     failures: list[str] = field(default_factory=list)
@@ -168,11 +167,17 @@ def main() -> int:
         folder = args.dir or Path(tmp)
         t0 = time.perf_counter()
         stats, per_save = run(folder, args.trials, args.seed)
-        doc = {"trials": stats.trials, "killed_mid_write": stats.killed_mid_write,
-               "store_held_new_unreported_version": stats.saw_new_unreported,
-               "saves_completed": stats.saves_completed, "max_stray_temp_files": stats.max_stray_temps,
-               "seconds_per_save": round(per_save, 5), "wall_seconds": round(time.perf_counter() - t0, 1),
-               "failures": len(stats.failures), "first_failures": stats.failures[:10]}
+        doc = {
+            "trials": stats.trials,
+            "killed_mid_write": stats.killed_mid_write,
+            "store_held_new_unreported_version": stats.saw_new_unreported,
+            "saves_completed": stats.saves_completed,
+            "max_stray_temp_files": stats.max_stray_temps,
+            "seconds_per_save": round(per_save, 5),
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "failures": len(stats.failures),
+            "first_failures": stats.failures[:10],
+        }
     print(json.dumps(doc, indent=2))
     return 1 if stats.failures else 0
 

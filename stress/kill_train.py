@@ -50,18 +50,46 @@ def make_toy(folder: Path) -> Path:
 
 
 def train_command(data: Path, run: Path, resume: bool, episodes: int = EPISODES) -> list[str]:
-    cmd = [sys.executable, "-m", "edgemeta", "train", "--data", str(data), "--out", str(run), "--device", "cpu",
-           "--way", "3", "--shot", "1", "--query", "2", "--episodes", str(episodes), "--size", "16",
-           "--val-every", "5", "--val-episodes", "4", "--test-way", "2", "--no-progress", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgemeta",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--way",
+        "3",
+        "--shot",
+        "1",
+        "--query",
+        "2",
+        "--episodes",
+        str(episodes),
+        "--size",
+        "16",
+        "--val-every",
+        "5",
+        "--val-episodes",
+        "4",
+        "--test-way",
+        "2",
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
     return cmd + (["--resume"] if resume else [])
 
 
 def check_run(run: Path) -> int:
     """Both checkpoints load (no pickle); returns last.pt's episode."""
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
-    last = load_checkpoint(run / "last.pt")
-    load_checkpoint(run / "best.pt")
+    last = read_checkpoint(run / "last.pt")
+    read_checkpoint(run / "best.pt")
     # At most one temp per checkpoint: the save a kill interrupted (the next save removes it).
     for name in ("last.pt", "best.pt"):
         temps = list(run.glob(f".{name}.*.tmp"))
@@ -76,8 +104,11 @@ def _mtime(path: Path) -> int:
 
 def trial(data: Path, run: Path, rng: random.Random, first: bool, episodes: int) -> int:
     before = _mtime(run / "last.pt")
-    proc = subprocess.Popen(train_command(data, run, resume=not first, episodes=episodes), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_command(data, run, resume=not first, episodes=episodes),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill only once this process has written a checkpoint of its own, then at a random moment,
     # so kills land anywhere in training, saving included (it saves every 5 episodes).
     deadline = time.time() + 60
@@ -93,8 +124,12 @@ def signal_trial(data: Path, run: Path, sig: int, rng: random.Random, first: boo
     """Send ``sig`` at a random moment of training: the process must exit 128 + ``sig`` with one
     line naming the episode it saved ``last.pt`` at; returns that episode."""
     before = _mtime(run / "config.json")
-    proc = subprocess.Popen(train_command(data, run, not first, UNENDING) + SIGNAL_OPTIONS,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_command(data, run, not first, UNENDING) + SIGNAL_OPTIONS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while _mtime(run / "config.json") == before and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)  # config.json is written right before the first step
@@ -104,13 +139,16 @@ def signal_trial(data: Path, run: Path, sig: int, rng: random.Random, first: boo
     if proc.returncode != 128 + sig:
         raise AssertionError(f"{signal.Signals(sig).name}: exit {proc.returncode}, expected {128 + sig}: {err[-500:]}")
     line = err.strip().splitlines()[-1]
-    said = re.fullmatch(rf"interrupted by {signal.Signals(sig).name} at episode (\d+); saved (.+); continue with: "
-                        rf"edgemeta train --out (.+) --resume", line)
+    said = re.fullmatch(
+        rf"interrupted by {signal.Signals(sig).name} at episode (\d+); saved (.+); continue with: "
+        rf"edgemeta train --out (.+) --resume",
+        line,
+    )
     if not said or Path(said[2]) != run / "last.pt" or Path(said[3]) != run:
         raise AssertionError(f"unexpected last line: {line!r}")
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
-    saved = int(load_checkpoint(run / "last.pt")["episode"])
+    saved = int(read_checkpoint(run / "last.pt")["episode"])
     if saved != int(said[1]):
         raise AssertionError(f"last.pt holds episode {saved}, the process said {said[1]}")
     return saved
@@ -121,7 +159,7 @@ def run_signal_trials(trials: int, work: Path, seed: int = 0) -> dict:
     a few episodes past the last signal and compared with one uninterrupted run to that episode."""
     import torch
 
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     rng, data, run = random.Random(seed), make_toy(work), work / "signalled"
     sigs = [(signal.SIGINT, signal.SIGTERM)[i % 2] for i in range(trials)]
@@ -133,11 +171,12 @@ def run_signal_trials(trials: int, work: Path, seed: int = 0) -> dict:
         done = subprocess.run(cmd + SIGNAL_OPTIONS, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise AssertionError(f"{cmd}: {done.stderr[-500:]}")
-    a, b = load_checkpoint(run / "last.pt"), load_checkpoint(work / "straight" / "last.pt")
+    a, b = read_checkpoint(run / "last.pt"), read_checkpoint(work / "straight" / "last.pt")
     differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
     if a["episode"] != b["episode"] or differ or metrics_rows(run) != metrics_rows(work / "straight"):
-        raise AssertionError(f"resumed run != uninterrupted run (episodes {a['episode']}/{b['episode']}, "
-                             f"tensors that differ: {differ})")
+        raise AssertionError(
+            f"resumed run != uninterrupted run (episodes {a['episode']}/{b['episode']}, tensors that differ: {differ})"
+        )
     return {"signals": [signal.Signals(s).name for s in sigs], "episodes_at_signals": at, "final_episode": final}
 
 
@@ -152,8 +191,9 @@ def run_trials(trials: int, work: Path, seed: int = 0, episodes: int = EPISODES)
     data = make_toy(work)
     run = work / "run"
     at_kills = [trial(data, run, rng, first=(i == 0), episodes=episodes) for i in range(trials)]
-    done = subprocess.run(train_command(data, run, resume=True, episodes=episodes), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        train_command(data, run, resume=True, episodes=episodes), capture_output=True, text=True, timeout=600
+    )
     if done.returncode != 0:
         raise AssertionError(f"resume after the kills failed: {done.stderr[-500:]}")
     final = check_run(run)
@@ -174,13 +214,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.signals:
             result = run_signal_trials(args.trials, args.work or Path(tmp), args.seed)
-            print(f"{' '.join(result['signals'])}: exits 130/143, last.pt at the episodes said "
-                  f"{result['episodes_at_signals']}; resumed to episode {result['final_episode']}: the same "
-                  "weights and metrics rows as an uninterrupted run")
+            print(
+                f"{' '.join(result['signals'])}: exits 130/143, last.pt at the episodes said "
+                f"{result['episodes_at_signals']}; resumed to episode {result['final_episode']}: the same "
+                "weights and metrics rows as an uninterrupted run"
+            )
             return
         result = run_trials(args.trials, args.work or Path(tmp), args.seed)
-    print(f"{result['trials']} kills, every checkpoint loadable, resumed to episode {result['final_episode']}; "
-          f"episodes at the kills: {result['episodes_at_kills']}")
+    print(
+        f"{result['trials']} kills, every checkpoint loadable, resumed to episode {result['final_episode']}; "
+        f"episodes at the kills: {result['episodes_at_kills']}"
+    )
 
 
 if __name__ == "__main__":

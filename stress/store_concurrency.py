@@ -37,13 +37,15 @@ HANG_SECONDS = 300.0
 WEIGHTS = {"enroll": 70, "remove": 15, "classify": 15}
 # Takes the store's write lock and keeps it until killed: the writers queued behind it must
 # go on once the kernel drops the dead holder's lock.
-HOLD = ("import sys, time\nfrom edgemeta.runtime.store_lock import store_lock\n"
-        "with store_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(3600)")
+HOLD = (
+    "import sys, time\nfrom edgemeta.runtime.store_lock import store_lock\n"
+    "with store_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(3600)"
+)
 
 
 @dataclass
 class Proc:
-    kind: str                 # enroll | remove | classify
+    kind: str  # enroll | remove | classify
     label: str | None
     popen: subprocess.Popen
     started: float
@@ -59,8 +61,8 @@ class Ledger:
 
     shared_done: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHARED, 0))
     shared_maybe: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHARED, 0))
-    enrolled: dict[str, str] = field(default_factory=dict)   # own label -> done | killed | error
-    removed: dict[str, str] = field(default_factory=dict)    # own label -> done | killed | error
+    enrolled: dict[str, str] = field(default_factory=dict)  # own label -> done | killed | error
+    removed: dict[str, str] = field(default_factory=dict)  # own label -> done | killed | error
     counts: dict[str, int] = field(default_factory=lambda: {"completed": 0, "killed": 0, "errors": 0, "classify_ok": 0})
     first_errors: list[str] = field(default_factory=list)
 
@@ -71,9 +73,9 @@ class Ledger:
 def setup(folder: Path) -> dict[str, Path]:
     """A tiny model, two images per class and a store seeded with the shared labels."""
     from PIL import Image
+    from tiny_models import class_batch, linear_model
 
     from edgemeta.runtime import EmbeddingModel, FewShotClassifier
-    from tiny_models import class_batch, linear_model
 
     model = linear_model(folder / "m.onnx")
     images = []
@@ -98,7 +100,9 @@ def command(kind: str, label: str | None, paths: dict[str, Path], rng: random.Ra
     return base[:4] + ["--model", str(paths["model"]), "--threads", "1"] + base[4:] + tail + images
 
 
-def plan(size: int, ledger: Ledger, rng: random.Random, serial: list[int], writers_only: bool = False) -> list[tuple[str, str | None]]:
+def plan(
+    size: int, ledger: Ledger, rng: random.Random, serial: list[int], writers_only: bool = False
+) -> list[tuple[str, str | None]]:
     """(kind, label) of each process of one wave; removes take labels no other process touches."""
     removable = ledger.removable()
     rng.shuffle(removable)
@@ -119,13 +123,25 @@ def plan(size: int, ledger: Ledger, rng: random.Random, serial: list[int], write
     return jobs
 
 
-def run_wave(jobs: list[tuple[str, str | None]], paths: dict[str, Path], rng: random.Random,
-             kill_delays: dict[int, float] | None = None) -> list[Proc]:
+def run_wave(
+    jobs: list[tuple[str, str | None]],
+    paths: dict[str, Path],
+    rng: random.Random,
+    kill_delays: dict[int, float] | None = None,
+) -> list[Proc]:
     """Start every process of the wave at once; SIGKILL process i after kill_delays[i] seconds."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [Proc(kind, label, subprocess.Popen(command(kind, label, paths, rng), stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, text=True, env=env), time.monotonic())
-             for kind, label in jobs]
+    procs = [
+        Proc(
+            kind,
+            label,
+            subprocess.Popen(
+                command(kind, label, paths, rng), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            ),
+            time.monotonic(),
+        )
+        for kind, label in jobs
+    ]
     kills = dict(kill_delays or {})
     hung: set[int] = set()
     while any(p.rc is None for p in procs):
@@ -224,13 +240,20 @@ def run(folder: Path, enrolls: int, sizes: list[int], kill_wave: int, seed: int 
         killed_mid_write = len(list(folder.glob(".store.npz.*.tmp")))
     lost, audit_problems = audit(paths["store"], ledger)
     problems += audit_problems + _final_enroll(paths, rng)
-    return {"waves": waves, "kill_wave": kill_wave,
-            "processes": sum(waves) + kill_wave, **ledger.counts,
-            "temp_files_left_by_kills": killed_mid_write, "lost": lost,
-            "final_classes": len(read_store(paths["store"]).labels),
-            "median_process_seconds": round(sorted(durations)[len(durations) // 2], 3) if durations else None,
-            "wall_seconds": round(time.perf_counter() - t0, 1), "problems": len(problems),
-            "first_problems": problems[:10], "first_errors": ledger.first_errors}
+    return {
+        "waves": waves,
+        "kill_wave": kill_wave,
+        "processes": sum(waves) + kill_wave,
+        **ledger.counts,
+        "temp_files_left_by_kills": killed_mid_write,
+        "lost": lost,
+        "final_classes": len(read_store(paths["store"]).labels),
+        "median_process_seconds": round(sorted(durations)[len(durations) // 2], 3) if durations else None,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "problems": len(problems),
+        "first_problems": problems[:10],
+        "first_errors": ledger.first_errors,
+    }
 
 
 def _loads(store: Path, when: str) -> list[str]:

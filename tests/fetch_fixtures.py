@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import write_toy_mnist
+from PIL import Image
 
 ALPHABETS, CHARACTERS, DRAWINGS = 2, 3, 4
 
@@ -35,11 +34,13 @@ def omniglot_zip(path: Path, set_name: str, seed: int = 0) -> Path:
                 for d in range(DRAWINGS):
                     img = np.full((12, 12), 255, dtype=np.uint8)
                     r, k = rng.integers(1, 8, size=2)
-                    img[r:r + 4, k:k + 3] = 0
+                    img[r : r + 4, k : k + 3] = 0
                     buf = io.BytesIO()
                     Image.fromarray(img).save(buf, format="PNG")
-                    z.writestr(f"images_{set_name}/Alpha{set_name}{a}/character{c + 1:02d}/{char_id:04d}_{d + 1:02d}.png",
-                               buf.getvalue())
+                    z.writestr(
+                        f"images_{set_name}/Alpha{set_name}{a}/character{c + 1:02d}/{char_id:04d}_{d + 1:02d}.png",
+                        buf.getvalue(),
+                    )
     return path
 
 
@@ -98,8 +99,11 @@ def point_downloads(mp: pytest.MonkeyPatch, omniglot_url: str, mnist_mirrors: li
     from torchvision.datasets import MNIST, Omniglot
 
     mp.setattr(Omniglot, "download_url_prefix", omniglot_url)
-    mp.setattr(Omniglot, "zips_md5", {f"images_{s}": md5(files / "omniglot" / f"images_{s}.zip")
-                                      for s in ("background", "evaluation")})
+    mp.setattr(
+        Omniglot,
+        "zips_md5",
+        {f"images_{s}": md5(files / "omniglot" / f"images_{s}.zip") for s in ("background", "evaluation")},
+    )
     mp.setattr(MNIST, "mirrors", mnist_mirrors)
     mp.setattr(MNIST, "resources", [(f.name, md5(f)) for f in sorted((files / "mnist").iterdir())])
 

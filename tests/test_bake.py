@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = [needs_torch, pytest.mark.torch]
@@ -18,15 +17,17 @@ def setup(request, tmp_path_factory) -> tuple[Path, Path, object, np.ndarray]:
     """(model.onnx, store.npz, classifier, query images uint8 [N, 28, 28]) for one metric."""
     from test_export import make_checkpoint
 
-    from edgemeta.export.data import synthetic_images
     from edgemeta.export.pipeline import ExportOptions, run_export
-    from edgemeta.runtime import EmbeddingModel, PreprocessSpec
+    from edgemeta.export.validation_data import synthetic_images
+    from edgemeta.runtime import EmbeddingModel
     from edgemeta.runtime.classifier import FewShotClassifier
 
     root = tmp_path_factory.mktemp(f"bake-{request.param}")
     model_path = root / "model.onnx"
-    run_export(make_checkpoint(root / "c.pt", metric=request.param), ExportOptions(
-        out=model_path, exporter="legacy", threshold=2.0, episodes=20))
+    run_export(
+        make_checkpoint(root / "c.pt", metric=request.param),
+        ExportOptions(out=model_path, exporter="legacy", threshold=2.0, episodes=20),
+    )
     model = EmbeddingModel(model_path)
     images, targets = synthetic_images(model.meta.preprocess, classes=6, per_class=5, seed=7)
     clf = FewShotClassifier(model)
@@ -75,9 +76,11 @@ def test_bake_round_trip(setup, tmp_path) -> None:
 
 def test_bake_errors(setup, tmp_path) -> None:
     model_path, store, _, _ = setup
-    for args in (["--model", model_path, "--store", tmp_path / "missing.npz", "--out", tmp_path / "c.onnx"],
-                 ["--model", tmp_path / "missing.onnx", "--store", store, "--out", tmp_path / "c.onnx"],
-                 ["--model", model_path, "--store", store, "--out", tmp_path / "nodir" / "c.onnx"]):
+    for args in (
+        ["--model", model_path, "--store", tmp_path / "missing.npz", "--out", tmp_path / "c.onnx"],
+        ["--model", tmp_path / "missing.onnx", "--store", store, "--out", tmp_path / "c.onnx"],
+        ["--model", model_path, "--store", store, "--out", tmp_path / "nodir" / "c.onnx"],
+    ):
         result = cli("bake", *args)
         assert result.exit_code == 1 and result.output.startswith("Error: "), result.output
         assert len(result.output.strip().splitlines()) == 1

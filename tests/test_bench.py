@@ -9,16 +9,38 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO, needs_torch
-from edgemeta.cli import main
-from edgemeta.runtime import EmbeddingModel
-from edgemeta.lab.bench import (BenchConfig, Contender, cold_start, idle_cpu_report, latency, ratios, slow_blocks,
-                                    throughput)
 from tiny_models import linear_model, write_class_folders
 
-SMOKE = ["--iterations", "3", "--warmup", "1", "--rounds", "1", "--round-seconds", "0.001", "--batches", "2,4",
-         "--cold-runs", "0", "--idle-runs", "0"]
+from edgemeta.cli import main
+from edgemeta.lab.bench import (
+    BenchConfig,
+    Contender,
+    cold_start,
+    idle_cpu_report,
+    latency,
+    ratios,
+    slow_blocks,
+    throughput,
+)
+from edgemeta.runtime import EmbeddingModel
+
+SMOKE = [
+    "--iterations",
+    "3",
+    "--warmup",
+    "1",
+    "--rounds",
+    "1",
+    "--round-seconds",
+    "0.001",
+    "--batches",
+    "2,4",
+    "--cold-runs",
+    "0",
+    "--idle-runs",
+    "0",
+]
 
 
 @pytest.fixture
@@ -27,7 +49,7 @@ def model_path(tmp_path):
 
 
 def _counter(log: list[tuple[str, int]], name: str) -> Contender:
-    return Contender(name, lambda batch: (lambda: log.append((name, batch))))
+    return Contender(name, lambda batch: lambda: log.append((name, batch)))
 
 
 def test_latency_and_throughput_interleave_every_contender():
@@ -45,8 +67,10 @@ def test_latency_and_throughput_interleave_every_contender():
 
 
 def test_ratios_say_how_much_faster_the_first_is():
-    report = {"latency_ms": {"runtime": {"p50": 1.0}, "ort": {"p50": 0.5}, "torch": {"p50": 8.0}},
-              "throughput": {"16": {"runtime": 900.0, "ort": 1000.0, "torch": 100.0}}}
+    report = {
+        "latency_ms": {"runtime": {"p50": 1.0}, "ort": {"p50": 0.5}, "torch": {"p50": 8.0}},
+        "throughput": {"16": {"runtime": 900.0, "ort": 1000.0, "torch": 100.0}},
+    }
     r = ratios(report)
     assert r["runtime_over_ort"] == {"latency_p50": 0.5, "throughput": {"16": 0.9}}
     assert r["runtime_over_torch"]["latency_p50"] == 8.0 and r["runtime_over_torch"]["throughput"]["16"] == 9.0
@@ -62,9 +86,13 @@ def test_slow_blocks_counts_blocks_well_above_the_fastest():
 def test_paired_ratio_is_the_median_of_block_ratios():
     # Block 2 ran while something else slowed torch down 3x and the runtime only 1.5x:
     # the overall medians would credit the runtime with part of that slowdown, the pairs do not.
-    report = {"latency_ms": {"runtime": {"p50": 0.1, "block_p50": [0.1, 0.15, 0.1]},
-                             "torch": {"p50": 0.6, "block_p50": [0.5, 1.5, 0.4]}},
-              "throughput": {}}
+    report = {
+        "latency_ms": {
+            "runtime": {"p50": 0.1, "block_p50": [0.1, 0.15, 0.1]},
+            "torch": {"p50": 0.6, "block_p50": [0.5, 1.5, 0.4]},
+        },
+        "throughput": {},
+    }
     assert ratios(report)["runtime_over_torch"]["latency_p50_paired"] == pytest.approx(5.0)
     assert ratios(report)["runtime_over_torch"]["latency_best_block"] == pytest.approx(4.0)  # 0.4 / 0.1
 
@@ -86,9 +114,13 @@ def test_bench_table_and_errors(tmp_path, model_path):
     table = CliRunner().invoke(main, ["bench", "--model", str(model_path), *SMOKE])
     assert table.exit_code == 0, table.output
     assert "runtime_over_ort" in table.stdout and "p50 ms" in table.stdout
-    for args in (["--model", str(tmp_path / "none.onnx")], ["--model", str(model_path), "--batches", "a"],
-                 ["--model", str(model_path), "--iterations", "0"], ["--model", str(model_path), "--idle-runs", "-1"],
-                 ["--model", str(model_path), "--spin-us", "-5"]):
+    for args in (
+        ["--model", str(tmp_path / "none.onnx")],
+        ["--model", str(model_path), "--batches", "a"],
+        ["--model", str(model_path), "--iterations", "0"],
+        ["--model", str(model_path), "--idle-runs", "-1"],
+        ["--model", str(model_path), "--spin-us", "-5"],
+    ):
         result = CliRunner().invoke(main, ["bench", *args])
         assert result.exit_code == 1 and result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
 
@@ -131,20 +163,25 @@ def test_bench_vs_torch(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         from conv4_model import export_onnx, random_conv4
+
         from edgemeta.train.checkpoint import save_checkpoint
     finally:
         sys.path.pop(0)
     net = random_conv4()
     onnx_path = export_onnx(net, tmp_path / "conv4.onnx", size=16)
-    save_checkpoint(tmp_path / "conv4.pt", {"config": {"backbone": "conv4", "in_channels": 1}, "model": net.state_dict()})
-    result = CliRunner().invoke(main, ["bench", "--model", str(onnx_path), "--vs-torch", str(tmp_path / "conv4.pt"),
-                                       *SMOKE, "--json"])
+    save_checkpoint(
+        tmp_path / "conv4.pt", {"config": {"backbone": "conv4", "in_channels": 1}, "model": net.state_dict()}
+    )
+    result = CliRunner().invoke(
+        main, ["bench", "--model", str(onnx_path), "--vs-torch", str(tmp_path / "conv4.pt"), *SMOKE, "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["torch_max_abs_diff"] < 1e-4
     assert {"runtime_over_torch", "ort_over_torch"} <= set(report["ratios"])
     # The fp32 file itself rebuilds the torch network (no checkpoint needed), the same weights.
-    result = CliRunner().invoke(main, ["bench", "--model", str(onnx_path), "--vs-torch", str(onnx_path),
-                                       *SMOKE, "--cold-runs", "0", "--json"])
+    result = CliRunner().invoke(
+        main, ["bench", "--model", str(onnx_path), "--vs-torch", str(onnx_path), *SMOKE, "--cold-runs", "0", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["torch_max_abs_diff"] < 1e-4

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_models import SIZE, class_batch, linear_model
 
 from edgemeta.cli import main
 from edgemeta.runtime import EdgemetaError, EmbeddingModel, FewShotClassifier, ImageError, ModelError
-from tiny_models import SIZE, class_batch, linear_model
 
 ERRORS_MD = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 EXTRA_MODULES = ("torch", "torchvision", "onnx", "onnxscript")
@@ -31,10 +31,13 @@ def run(*args) -> object:
 
 def run_blocked(args: list[str], blocked: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter where importing any of ``blocked`` fails, as when not installed."""
-    code = ("import sys\nfor m in sys.argv[1].split(','): sys.modules[m] = None\n"
-            "from edgemeta.cli import main\nmain(sys.argv[2:], prog_name='edgemeta')\n")
-    return subprocess.run([sys.executable, "-c", code, ",".join(blocked), *args], cwd=cwd,
-                          capture_output=True, text=True, check=False)
+    code = (
+        "import sys\nfor m in sys.argv[1].split(','): sys.modules[m] = None\n"
+        "from edgemeta.cli import main\nmain(sys.argv[2:], prog_name='edgemeta')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, ",".join(blocked), *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +81,11 @@ def test_command_without_its_extra_says_which_in_one_line(env, row):
 
 def test_bake_runs_without_torch(env, tmp_path):
     out = tmp_path / "b.onnx"
-    res = run_blocked(["bake", "--model", str(env / "m.onnx"), "--store", str(env / "s.npz"), "--out", str(out),
-                       "--json"], ("torch", "torchvision"), env)
+    res = run_blocked(
+        ["bake", "--model", str(env / "m.onnx"), "--store", str(env / "s.npz"), "--out", str(out), "--json"],
+        ("torch", "torchvision"),
+        env,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["classes"] == 3 and out.is_file()
 
@@ -98,7 +104,7 @@ def test_unprintable_label_is_refused_by_the_cli_and_the_api_alike(env, tmp_path
     assert str(api.value) in res.output
 
 
-@pytest.mark.parametrize("label", ["big cat", "\U0001F468\u200D\U0001F469\u200D\U0001F467", "\u05e9\u05dc\u05d5\u05dd"])
+@pytest.mark.parametrize("label", ["big cat", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u05e9\u05dc\u05d5\u05dd"])
 def test_spaces_joiners_and_other_scripts_are_fine(env, label):
     clf = FewShotClassifier(EmbeddingModel(env / "m.onnx"))
     clf.enroll(label, class_batch(0, 1))
@@ -107,8 +113,18 @@ def test_spaces_joiners_and_other_scripts_are_fine(env, label):
 
 def test_label_option_takes_every_argument_as_an_image(env, tmp_path):
     store = tmp_path / "t.npz"
-    named_after_a_file = run("enroll", "--model", env / "m.onnx", "--store", store, "--label", "q0.png",
-                             env / "q0.png", env / "a" / "00.png", "--json")
+    named_after_a_file = run(
+        "enroll",
+        "--model",
+        env / "m.onnx",
+        "--store",
+        store,
+        "--label",
+        "q0.png",
+        env / "q0.png",
+        env / "a" / "00.png",
+        "--json",
+    )
     assert named_after_a_file.exit_code == 0, named_after_a_file.output
     assert json.loads(named_after_a_file.output)["added"] == {"q0.png": 2}
     forgotten = run("enroll", "--model", env / "m.onnx", "--store", store, env / "q0.png", env / "a" / "00.png")
@@ -141,9 +157,17 @@ def test_info_says_what_a_baked_classifier_holds(env):
 # ---------------------------------------------------------------- tiny images
 
 
-@pytest.mark.parametrize("image", [np.zeros((1, 1), np.uint8), np.zeros((7, 30), np.uint8), np.zeros((3, 4, 4)),
-                                   [np.zeros((SIZE, SIZE), np.uint8), np.zeros((2, 9, 3), np.uint8)],
-                                   Image.new("L", (30, 7))], ids=["1x1", "7x30", "batch-4x4", "in-a-list", "pil-30x7"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((1, 1), np.uint8),
+        np.zeros((7, 30), np.uint8),
+        np.zeros((3, 4, 4)),
+        [np.zeros((SIZE, SIZE), np.uint8), np.zeros((2, 9, 3), np.uint8)],
+        Image.new("L", (30, 7)),
+    ],
+    ids=["1x1", "7x30", "batch-4x4", "in-a-list", "pil-30x7"],
+)
 def test_image_under_8_pixels_on_a_side_is_refused_before_resizing(env, image):
     with pytest.raises(ImageError, match="under the minimum of 8 on a side"):
         EmbeddingModel(env / "m.onnx").embed(image)
@@ -193,7 +217,7 @@ def test_a_class_named_unknown_is_told_apart_from_a_rejection(env, tmp_path):
 
 
 def test_display_paths_fall_back_to_the_paths_as_given():
-    from edgemeta.commands.runtime_cmds import display_paths
+    from edgemeta.commands.classify_cmd import display_paths
 
     assert display_paths([Path("x.png"), Path("d/y.png")]) == ["x.png", "d/y.png"]
     assert display_paths([Path("/abs/x.png"), Path("rel/x.png")]) == ["/abs/x.png", "rel/x.png"]

@@ -23,7 +23,7 @@ def _drawing(seed: int) -> np.ndarray:
     img = np.ones((30, 30), dtype=bool)  # True = white background, like the Omniglot npz
     rng = np.random.default_rng(seed)
     r, c = rng.integers(5, 20, size=2)
-    img[r:r + 6, c:c + 2] = False
+    img[r : r + 6, c : c + 2] = False
     return img
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_models import linear_model
 
 from edgemeta.cli import main
 from edgemeta.runtime import default_model_path
-from tiny_models import linear_model
 
 
 def test_demo_runs_and_writes_contact_sheet(tmp_path):

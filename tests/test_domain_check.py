@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_models import SIZE, class_batch, linear_model, metadata
 
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime import domain as domain_module
 from edgemeta.runtime.domain import fit_domain, out_of_domain
 from edgemeta.runtime.preprocess import PreprocessSpec, prepare_uint8
-from tiny_models import SIZE, class_batch, linear_model, metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from domain_check import photo_like  # noqa: E402
@@ -32,7 +32,7 @@ def strokes(n: int, seed: int, size: int = 28) -> np.ndarray:
             (y0, x0), (y1, x1) = rng.integers(4, size - 4, (2, 2))
             for t in np.linspace(0, 1, 2 * size):
                 y, x = int(round(y0 + t * (y1 - y0))), int(round(x0 + t * (x1 - x0)))
-                img[y:y + 2, x:x + 2, 0] = 255
+                img[y : y + 2, x : x + 2, 0] = 255
     return out
 
 
@@ -94,7 +94,9 @@ def test_cli_warns_once_and_classify_json_flags_each_image(tmp_path):
     assert res.exit_code == 0 and "Warning" not in res.stderr
     res = runner.invoke(main, ["enroll", "--model", str(model.path), "--store", store, "b", *photos])
     assert res.exit_code == 0 and res.stderr.count("Warning:") == 1 and "squares" in res.stderr
-    res = runner.invoke(main, ["classify", "--model", str(model.path), "--store", store, "--json", good[0], *photos[:2]])
+    res = runner.invoke(
+        main, ["classify", "--model", str(model.path), "--store", store, "--json", good[0], *photos[:2]]
+    )
     assert res.exit_code == 0, res.output
     assert [r["out_of_domain"] for r in json.loads(res.stdout)["results"]] == [False, True, True]
     assert res.stderr.count("Warning:") == 1

@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-
 from conftest import torch_available
-from edgemeta.cli import main
 from fetch_fixtures import block_torchvision, offline_downloads
+from PIL import Image
 from tiny_models import SIZE, class_batch, linear_model, metadata
+
+from edgemeta.cli import main
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 _HELD_LOCKS: list = []
 PROGRESS_BAR = re.compile(r"^\s*\d+%\|")
-ROW = re.compile(r"^\|\s*`?([a-z]+)`?\s*\|(.*)\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(torch|no-torchvision)?\s*\|\s*$")
+ROW = re.compile(
+    r"^\|\s*`?([a-z]+)`?\s*\|(.*)\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(torch|no-torchvision)?\s*\|\s*$"
+)
 
 
 def rows() -> list[tuple[str, str, str, int, str, str]]:
@@ -38,7 +40,9 @@ def rows() -> list[tuple[str, str, str, int, str, str]]:
         m = ROW.match(line)
         if m:
             cmd, what, args, code, message, torch = m.groups()
-            out.append((cmd, what.strip(), args.replace("\\|", "|"), int(code), message.replace("\\|", "|"), torch or ""))
+            out.append(
+                (cmd, what.strip(), args.replace("\\|", "|"), int(code), message.replace("\\|", "|"), torch or "")
+            )
     return out
 
 
@@ -88,13 +92,21 @@ def make_files(tmp: Path) -> None:
     (tmp / "run").mkdir()
     network = {"id": "ab" * 32, "reference": True}  # net8.onnx: the same network, too little agreement
     net = linear_model(tmp / "net.onnx", meta=metadata(SIZE * SIZE, network=network))
-    linear_model(tmp / "net8.onnx", weights=1.001 * np.eye(SIZE * SIZE),
-                 meta=metadata(SIZE * SIZE, network={**network, "reference": False, "agreement": {"top1": 0.98}}))
+    linear_model(
+        tmp / "net8.onnx",
+        weights=1.001 * np.eye(SIZE * SIZE),
+        meta=metadata(SIZE * SIZE, network={**network, "reference": False, "agreement": {"top1": 0.98}}),
+    )
     clf = FewShotClassifier(EmbeddingModel(net))
     clf.enroll("c0", class_batch(0, 2))
     clf.save(tmp / "net.npz")
-    rule = {"version": 1, "shot_coef": 0.5, "class_coef": 0.1, "tau": {"strict": 0.05, "balanced": 0.1},
-            "far_table": [[0.01, 0.05], [0.3, 0.2]]}
+    rule = {
+        "version": 1,
+        "shot_coef": 0.5,
+        "class_coef": 0.1,
+        "tau": {"strict": 0.05, "balanced": 0.1},
+        "far_table": [[0.01, 0.05], [0.3, 0.2]],
+    }
     linear_model(tmp / "rule.onnx", meta=metadata(SIZE * SIZE, rejection=rule))
     linear_model(tmp / "newrule.onnx", meta=metadata(SIZE * SIZE, rejection={**rule, "version": 2}))
 
@@ -135,6 +147,6 @@ def test_bad_input_row(files, row, monkeypatch):
     if code == 2:  # click's usage errors: Usage and Try lines, then the one Error line
         lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    assert lines[0][len("Error: "):].startswith(message.replace("{tmp}", str(files))), res.output
+    assert lines[0][len("Error: ") :].startswith(message.replace("{tmp}", str(files))), res.output
     assert "Traceback" not in res.output
     assert {p: p.read_bytes() for p in files.glob("*.npz")} == before, "a bad input changed a store"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_models import class_batch, linear_model, metadata
 
 from edgemeta.cli import main
-from edgemeta.runtime import DataError, EmbeddingModel, FewShotClassifier
 from edgemeta.lab.evaluation import EpisodeSampler, EpisodeSpec, auroc, embed_all, evaluate, score_block
-from tiny_models import class_batch, linear_model, metadata
+from edgemeta.runtime import DataError, EmbeddingModel, FewShotClassifier
 
 N_CLASSES, PER_CLASS = 8, 6
 
@@ -112,8 +112,7 @@ def test_separable_model_scores_100_percent_with_zero_ci(model_path):
     model = EmbeddingModel(model_path)
     images = model.prepare(np.concatenate([class_batch(k, PER_CLASS) for k in range(N_CLASSES)]))
     emb = embed_all(model, images)
-    result = evaluate(emb, _targets(N_CLASSES, PER_CLASS), EpisodeSpec(5, 1, 3, unknown=2), 200, seed=1,
-                      threshold=2.0)
+    result = evaluate(emb, _targets(N_CLASSES, PER_CLASS), EpisodeSpec(5, 1, 3, unknown=2), 200, seed=1, threshold=2.0)
     assert result.accuracy == 1.0 and result.ci95 == 0.0
     assert result.auroc == 1.0 and result.false_accept_rate == 0.0 and result.false_reject_rate == 0.0
     assert result.open_accuracy == 1.0 and result.open_ci95 == 0.0
@@ -123,7 +122,10 @@ def test_results_reproducible_by_seed_and_differ_across_seeds():
     rng = np.random.default_rng(0)
     targets = _targets(20, 10)
     emb = rng.normal(size=(200, 4)).astype(np.float32) + targets[:, None] * 0.3
-    run = lambda seed: evaluate(emb, targets, EpisodeSpec(5, 1, 5, unknown=1), 120, seed=seed, threshold=1.0)
+
+    def run(seed):
+        return evaluate(emb, targets, EpisodeSpec(5, 1, 5, unknown=1), 120, seed=seed, threshold=1.0)
+
     a, b, c = run(1), run(1), run(2)
     assert a == b
     assert a.accuracy != c.accuracy
@@ -141,8 +143,28 @@ def test_auroc_matches_brute_force():
 
 
 def test_eval_cli_json(model_path, tree):
-    args = ["eval", "--model", str(model_path), "--data", str(tree), "--way", "5", "--shot", "1",
-            "--query", "3", "--episodes", "30", "--seed", "4", "--unknown", "2", "--threshold", "2", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(model_path),
+        "--data",
+        str(tree),
+        "--way",
+        "5",
+        "--shot",
+        "1",
+        "--query",
+        "3",
+        "--episodes",
+        "30",
+        "--seed",
+        "4",
+        "--unknown",
+        "2",
+        "--threshold",
+        "2",
+        "--json",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -154,13 +176,16 @@ def test_eval_cli_json(model_path, tree):
     assert readable.exit_code == 0 and "accuracy 100.00% +- 0.00%" in readable.stdout
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--way", "9"], "needs 9 classes"),
-    (["--shot", "4", "--query", "3"], "needs 7 examples per class"),
-    (["--within-alphabet", "--query", "2"], "alphabet"),
-    (["--split", "background"], "Omniglot"),
-    (["--episodes", "0"], "episodes"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--way", "9"], "needs 9 classes"),
+        (["--shot", "4", "--query", "3"], "needs 7 examples per class"),
+        (["--within-alphabet", "--query", "2"], "alphabet"),
+        (["--split", "background"], "Omniglot"),
+        (["--episodes", "0"], "episodes"),
+    ],
+)
 def test_eval_cli_user_errors(model_path, tree, extra, message):
     result = CliRunner().invoke(main, ["eval", "--model", str(model_path), "--data", str(tree), *extra])
     assert result.exit_code == 1
@@ -177,8 +202,8 @@ def test_eval_cli_missing_model_and_data(tmp_path, model_path, tree):
 
 @pytest.mark.data
 def test_within_alphabet_on_real_omniglot(data_dir):
-    from edgemeta.runtime import PreprocessSpec
     from edgemeta.lab.datasets import load_source
+    from edgemeta.runtime import PreprocessSpec
 
     data = load_source(data_dir / "omniglot" / "images_evaluation.npz", PreprocessSpec(size=(8, 8)))
     spec = EpisodeSpec(way=20, shot=1, query=5, within_group=True)

@@ -8,13 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = [needs_torch, pytest.mark.torch]
 
-SPEC = {"size": [28, 28], "channels": 1, "resize": "bilinear", "polarity": "light_on_dark",
-        "auto_polarity": True, "mean": [0.1], "std": [0.3]}
+SPEC = {
+    "size": [28, 28],
+    "channels": 1,
+    "resize": "bilinear",
+    "polarity": "light_on_dark",
+    "auto_polarity": True,
+    "mean": [0.1],
+    "std": [0.3],
+}
 
 
 def make_checkpoint(path: Path, metric: str = "sqeuclidean", data: str = "/nonexistent/data", seed: int = 0) -> Path:
@@ -31,11 +37,32 @@ def make_checkpoint(path: Path, metric: str = "sqeuclidean", data: str = "/nonex
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
                 m.bias.uniform_(-0.1, 0.1)
-    config = {"backbone": "conv4", "backbone_kwargs": {"hidden": 8, "out_channels": 8}, "in_channels": 1,
-              "preprocess": SPEC, "metric": metric, "embedding_dim": 8, "data": data, "split": None,
-              "way": 5, "shot": 1, "query": 5, "episodes": 10, "seed": seed}
-    torch.save({"format": "edgemeta-checkpoint", "version": 1, "config": config, "model": net.state_dict(),
-                "episode": 10, "best_val": {"accuracy": 0.5, "ci95": 0.01, "episode": 10}}, path)
+    config = {
+        "backbone": "conv4",
+        "backbone_kwargs": {"hidden": 8, "out_channels": 8},
+        "in_channels": 1,
+        "preprocess": SPEC,
+        "metric": metric,
+        "embedding_dim": 8,
+        "data": data,
+        "split": None,
+        "way": 5,
+        "shot": 1,
+        "query": 5,
+        "episodes": 10,
+        "seed": seed,
+    }
+    torch.save(
+        {
+            "format": "edgemeta-checkpoint",
+            "version": 1,
+            "config": config,
+            "model": net.state_dict(),
+            "episode": 10,
+            "best_val": {"accuracy": 0.5, "ci95": 0.01, "episode": 10},
+        },
+        path,
+    )
     return path
 
 
@@ -100,7 +127,12 @@ def test_metadata(exported) -> None:
     _, out, _ = exported
     meta = EmbeddingModel(out).meta
     assert meta.preprocess.to_dict() == SPEC
-    assert (meta.embedding_dim, meta.metric, meta.input_name, meta.output_name) == (8, "sqeuclidean", "images", "embeddings")
+    assert (meta.embedding_dim, meta.metric, meta.input_name, meta.output_name) == (
+        8,
+        "sqeuclidean",
+        "images",
+        "embeddings",
+    )
     assert meta.training["backbone"] == "conv4" and meta.training["precision"] == "fp32"
     assert meta.accuracy["best_val"]["accuracy"] == 0.5
     assert meta.threshold is None  # synthetic verification data: no threshold is invented
@@ -131,8 +163,8 @@ def test_threshold_chosen_on_real_data(tmp_path) -> None:
     """A folder of class sub-folders as --data: the rejection rule is calibrated on it (open-set episodes)."""
     from PIL import Image
 
-    from edgemeta.export.data import synthetic_images
     from edgemeta.export.pipeline import ExportOptions, run_export
+    from edgemeta.export.validation_data import synthetic_images
     from edgemeta.runtime import EmbeddingModel
     from edgemeta.runtime.preprocess import PreprocessSpec
 
@@ -142,15 +174,21 @@ def test_threshold_chosen_on_real_data(tmp_path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[..., 0]).save(folder / f"{i}.png")
     ckpt = make_checkpoint(tmp_path / "c.pt")
-    report = run_export(ckpt, ExportOptions(out=tmp_path / "m.onnx", data=str(tmp_path / "data"), exporter="legacy", episodes=20))
+    report = run_export(
+        ckpt, ExportOptions(out=tmp_path / "m.onnx", data=str(tmp_path / "data"), exporter="legacy", episodes=20)
+    )
     how = report["threshold_method"]
     assert report["threshold"] > 0 and how["method"] == "open-set episodes"
     assert report["data"]["synthetic"] is False and how["support_shift"] == 1
     rule = EmbeddingModel(tmp_path / "m.onnx").meta.rejection
     assert rule is not None and 0 < rule.strict <= rule.balanced and rule.calibration["support_shift"] == 1
     assert {(k["way"], k["shot"]) for k in how["kinds"]} == {(5, 1), (5, 2), (5, 5)}  # 12 classes: no 20-way
-    plain = run_export(ckpt, ExportOptions(out=tmp_path / "p.onnx", data=str(tmp_path / "data"), exporter="legacy",
-                                           episodes=20, support_shift=0))
+    plain = run_export(
+        ckpt,
+        ExportOptions(
+            out=tmp_path / "p.onnx", data=str(tmp_path / "data"), exporter="legacy", episodes=20, support_shift=0
+        ),
+    )
     # prototypes of shifted views lie elsewhere, so the threshold was chosen on what enroll makes
     assert plain["threshold_method"]["support_shift"] == 0 and plain["threshold"] != report["threshold"]
 
@@ -192,10 +230,11 @@ def test_missing_checkpoint_and_unwritable_output(tmp_path) -> None:
 
 def test_failed_verification_leaves_no_file(tmp_path, monkeypatch) -> None:
     from edgemeta.export import pipeline
-    from edgemeta.export.checkpoint import ExportError
     from edgemeta.export.pipeline import ExportOptions, run_export
+    from edgemeta.runtime.errors import ExportError
 
     out = tmp_path / "m.onnx"
+
     def broken(*args, **kwargs):
         raise ExportError("injected verification failure")
 

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = [needs_torch, pytest.mark.torch]
@@ -22,8 +21,9 @@ def test_int8_export(tmp_path) -> None:
 
     ckpt = make_checkpoint(tmp_path / "c.pt")
     out = tmp_path / "q.onnx"
-    result = CliRunner().invoke(main, ["export", str(ckpt), "--out", str(out), "--int8", "--exporter", "legacy",
-                                       "--episodes", "50", "--json"])
+    result = CliRunner().invoke(
+        main, ["export", str(ckpt), "--out", str(out), "--int8", "--exporter", "legacy", "--episodes", "50", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])["int8"]
     assert report["parity"]["decision_agreement"] >= 0.97 and report["parity"]["mean_cosine"] >= 0.99
@@ -37,8 +37,8 @@ def test_int8_export(tmp_path) -> None:
 
 
 def test_accuracy_loss_is_refused_unless_forced() -> None:
-    from edgemeta.export.checkpoint import ExportError
     from edgemeta.export.quantize import accuracy_change
+    from edgemeta.runtime.errors import ExportError
 
     fp32 = {"accuracy": 0.95, "way": 5, "shot": 1, "episodes": 600}
     worse = {**fp32, "accuracy": 0.93}
@@ -52,8 +52,8 @@ def test_refused_int8_leaves_no_file(tmp_path, monkeypatch) -> None:
     from test_export import make_checkpoint
 
     from edgemeta.export import quantize
-    from edgemeta.export.checkpoint import ExportError
     from edgemeta.export.pipeline import ExportOptions, run_export
+    from edgemeta.runtime.errors import ExportError
 
     monkeypatch.setattr(quantize, "MAX_ACCURACY_LOSS", -100.0)  # any result counts as too great a loss
     ckpt = make_checkpoint(tmp_path / "c.pt")

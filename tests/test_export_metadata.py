@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 from test_export import SPEC, make_checkpoint
 
@@ -19,7 +18,7 @@ def run(tmp_path_factory) -> Path:
     """A checkpoint whose run trained on a 12-class folder tree (written beside it)."""
     from PIL import Image
 
-    from edgemeta.export.data import synthetic_images
+    from edgemeta.export.validation_data import synthetic_images
     from edgemeta.runtime.preprocess import PreprocessSpec
 
     root = tmp_path_factory.mktemp("run")
@@ -45,21 +44,22 @@ def _export(run: Path, out: Path, **opts):
 
 
 def test_accuracy_is_measured_on_the_classes_training_held_out(run, fp32):
-    from edgemeta.lab.datasets import load_source
+    from edgemeta.lab.datasets import held_out_classes, load_source
     from edgemeta.runtime.preprocess import PreprocessSpec
-    from edgemeta.train.data import held_out_classes
 
     meta = fp32.meta
     check = meta.accuracy["export_check"]
     fs = load_source(run.parent / "data", PreprocessSpec.from_dict(SPEC))
     held = held_out_classes(fs, 4, 5)  # what the trainer validated on (config: val_groups 4, test_way 5)
-    assert check["held_out"] == "classes held out from training" and check["classes"] == int(held.sum()) < fs.num_classes
+    assert (
+        check["held_out"] == "classes held out from training" and check["classes"] == int(held.sum()) < fs.num_classes
+    )
     assert check["images"] == int(np.isin(fs.targets, np.flatnonzero(held)).sum())
     assert {"accuracy", "ci95", "way", "shot", "episodes"} <= set(check)
 
 
 def test_synthetic_stand_ins_are_not_called_held_out():
-    from edgemeta.export.data import load_validation
+    from edgemeta.export.validation_data import load_validation
     from edgemeta.runtime.preprocess import PreprocessSpec
 
     val = load_validation({"data": "/nonexistent"}, None, None, PreprocessSpec.from_dict(SPEC))

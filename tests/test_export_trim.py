@@ -12,45 +12,62 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from tiny_models import class_batch, metadata
 
-from edgemeta.export.checkpoint import ExportError
 from edgemeta.export.trim import main, trim_file, trim_unread_conv_outputs
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier, ModelError, StoreError, default_model_path
+from edgemeta.runtime.errors import ExportError
 from edgemeta.runtime.metadata import ModelMetadata
-from tiny_models import class_batch, metadata
 
 CH = 4
 
 
-def conv_net(size: int = 7, between: tuple[str, ...] = ("Relu",), conv: dict | None = None,
-             pool: dict | None = None, pool_op: str = "MaxPool", extra_reader: bool = False) -> onnx.ModelProto:
+def conv_net(
+    size: int = 7,
+    between: tuple[str, ...] = ("Relu",),
+    conv: dict | None = None,
+    pool: dict | None = None,
+    pool_op: str = "MaxPool",
+    extra_reader: bool = False,
+) -> onnx.ModelProto:
     """images [N, 1, size, size] -> Conv 3x3 (CH channels, pads 1) -> ``between`` ops -> 2x2 pool
     -> Flatten -> embeddings; ``extra_reader`` also makes the conv output a graph output."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((CH, 1, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.standard_normal(CH).astype(np.float32), "b"),
-             numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
-             numpy_helper.from_array(np.array(128, np.uint8), "zero")]
-    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], kernel_shape=[3, 3], **({"pads": [1, 1, 1, 1]} | (conv or {})))]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((CH, 1, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(CH).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "zero"),
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv", ["images", "w", "b"], ["c"], kernel_shape=[3, 3], **({"pads": [1, 1, 1, 1]} | (conv or {}))
+        )
+    ]
     name = "c"
     for i, op in enumerate(between):
         inputs = [name, "scale", "zero"] if op in ("QuantizeLinear", "DequantizeLinear") else [name]
         nodes.append(helper.make_node(op, inputs, [f"t{i}"]))
         name = f"t{i}"
-    nodes += [helper.make_node(pool_op, [name], ["p"], **({"kernel_shape": [2, 2], "strides": [2, 2]} | (pool or {}))),
-              helper.make_node("Flatten", ["p"], ["embeddings"], axis=1)]
+    nodes += [
+        helper.make_node(pool_op, [name], ["p"], **({"kernel_shape": [2, 2], "strides": [2, 2]} | (pool or {}))),
+        helper.make_node("Flatten", ["p"], ["embeddings"], axis=1),
+    ]
     outputs = [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, None)]
     if extra_reader:
         outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
-    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, size, size])],
-                              outputs, inits)
+    graph = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, size, size])], outputs, inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return onnx.shape_inference.infer_shapes(model)  # value_info for every tensor, as exporters write
 
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["embeddings"], {"images": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["embeddings"], {"images": x}
+    )[0]
 
 
 def conv_pads(model: onnx.ModelProto) -> list[int]:
@@ -61,12 +78,15 @@ def conv_pads(model: onnx.ModelProto) -> list[int]:
 X = np.random.default_rng(1).standard_normal((3, 1, 7, 7)).astype(np.float32)
 
 
-@pytest.mark.parametrize("between, pool, pool_op, pads", [
-    (("Relu",), None, "MaxPool", [1, 1, 0, 0]),                   # 7x7 -> pool reads 6 rows
-    ((), None, "AveragePool", [1, 1, 0, 0]),
-    (("QuantizeLinear", "DequantizeLinear"), None, "MaxPool", [1, 1, 0, 0]),  # an int8 (QDQ) file
-    (("Relu",), {"strides": [3, 3]}, "MaxPool", [1, 1, 0, 0]),    # reads 5 of 7: only 1 of 2 unread rows is padding
-])
+@pytest.mark.parametrize(
+    "between, pool, pool_op, pads",
+    [
+        (("Relu",), None, "MaxPool", [1, 1, 0, 0]),  # 7x7 -> pool reads 6 rows
+        ((), None, "AveragePool", [1, 1, 0, 0]),
+        (("QuantizeLinear", "DequantizeLinear"), None, "MaxPool", [1, 1, 0, 0]),  # an int8 (QDQ) file
+        (("Relu",), {"strides": [3, 3]}, "MaxPool", [1, 1, 0, 0]),  # reads 5 of 7: only 1 of 2 unread rows is padding
+    ],
+)
 def test_trim_keeps_outputs_and_drops_unread_rows(between, pool, pool_op, pads):
     model = conv_net(between=between, pool=pool, pool_op=pool_op)
     before = run(model, X)
@@ -77,15 +97,18 @@ def test_trim_keeps_outputs_and_drops_unread_rows(between, pool, pool_op, pads):
     assert trim_unread_conv_outputs(model) == 0
 
 
-@pytest.mark.parametrize("case", [
-    dict(size=8),                                        # even map: the pool reads every row
-    dict(extra_reader=True),                             # the full conv output is read elsewhere
-    dict(pool={"ceil_mode": 1}),                         # ceil mode reads the last row
-    dict(pool={"pads": [0, 0, 1, 1]}),
-    dict(conv={"strides": [2, 2]}, size=13),             # a 7x7 output, but strided
-    dict(conv={"pads": [1, 1, 0, 0]}, size=8),           # nothing to lower
-    dict(between=("Relu", "Transpose")),                 # not a per-position op
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(size=8),  # even map: the pool reads every row
+        dict(extra_reader=True),  # the full conv output is read elsewhere
+        dict(pool={"ceil_mode": 1}),  # ceil mode reads the last row
+        dict(pool={"pads": [0, 0, 1, 1]}),
+        dict(conv={"strides": [2, 2]}, size=13),  # a 7x7 output, but strided
+        dict(conv={"pads": [1, 1, 0, 0]}, size=8),  # nothing to lower
+        dict(between=("Relu", "Transpose")),  # not a per-position op
+    ],
+)
 def test_trim_leaves_what_it_cannot_prove(case):
     model = conv_net(**case)
     before = model.SerializeToString()

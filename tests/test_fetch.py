@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import needs_torch
+from fetch_fixtures import ALPHABETS, CHARACTERS, block_torchvision, closed_url, official_files, point_downloads, serve
 from PIL import Image
 
-from conftest import needs_torch
 from edgemeta.cli import main
 from edgemeta.lab import fetch
 from edgemeta.lab.datasets import load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
-from fetch_fixtures import ALPHABETS, CHARACTERS, block_torchvision, closed_url, official_files, point_downloads, serve
 
 SPEC = PreprocessSpec(size=(10, 10))
 
@@ -53,7 +53,9 @@ def test_omniglot_downloads_once_then_reads_the_cache(files, cache, server, capf
     assert out == "" and "100%" in err and "downloaded into the cache" in err  # progress bar on stderr
     assert server and all("images_background.zip" in p for p in server)  # only the set the split needs
     assert sorted(p.name for p in (cache / "omniglot").iterdir()) == ["images_background.zip"]
-    assert (cache / "omniglot" / "images_background.zip").read_bytes() == (files / "omniglot" / "images_background.zip").read_bytes()
+    assert (cache / "omniglot" / "images_background.zip").read_bytes() == (
+        files / "omniglot" / "images_background.zip"
+    ).read_bytes()
     direct = load_source(files / "omniglot" / "images_background.zip", SPEC)
     assert data.num_classes == ALPHABETS * CHARACTERS and data.class_names == direct.class_names
     assert np.array_equal(data.images, direct.images)
@@ -67,10 +69,14 @@ def test_omniglot_downloads_once_then_reads_the_cache(files, cache, server, capf
 
 def test_mnist_is_the_test_set_and_mnist_train_the_training_set(files, cache, server):
     test = load_source("mnist", SPEC)
-    assert sorted(p.name for p in (cache / "mnist").iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert sorted(p.name for p in (cache / "mnist").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     load_source("mnist-train", SPEC)
-    assert {p.rsplit("/", 1)[1] for p in server} == {f"{s}-{k}-ubyte.gz" for s in ("t10k", "train")
-                                                     for k in ("images-idx3", "labels-idx1")}
+    assert {p.rsplit("/", 1)[1] for p in server} == {
+        f"{s}-{k}-ubyte.gz" for s in ("t10k", "train") for k in ("images-idx3", "labels-idx1")
+    }
     direct = load_source(files / "mnist" / "t10k-images-idx3-ubyte.gz", SPEC)
     assert np.array_equal(test.images, direct.images) and np.array_equal(test.targets, direct.targets)
     with pytest.raises(DataError, match="--split applies to Omniglot sources only"):
@@ -116,19 +122,22 @@ def test_edgemeta_data_is_used_without_downloading(files, cache, monkeypatch, ca
 
 
 def test_a_name_that_is_no_source(cache):
-    with pytest.raises(DataError, match="data source not found: omniglott .nor one of the named sources omniglot, mnist"):
+    with pytest.raises(
+        DataError, match="data source not found: omniglott .nor one of the named sources omniglot, mnist"
+    ):
         load_source("omniglott", SPEC)
 
 
 def test_eval_json_stdout_stays_one_document(files, cache, server):
-    res = CliRunner().invoke(main, ["eval", "--data", "mnist", "--way", "3", "--shot", "1",
-                                                    "--query", "2", "--episodes", "3", "--json"])
+    res = CliRunner().invoke(
+        main, ["eval", "--data", "mnist", "--way", "3", "--shot", "1", "--query", "2", "--episodes", "3", "--json"]
+    )
     assert res.exit_code == 0, res.output + res.stderr
     assert json.loads(res.stdout)["data"] == "mnist" and "downloaded into the cache" in res.stderr
 
 
 def test_export_reads_a_run_recorded_name(files, cache, server):
-    from edgemeta.export.data import load_images
+    from edgemeta.export.validation_data import load_images
 
     images = load_images("mnist", None, SPEC, explicit=False)
     assert not images.synthetic and images.source == "mnist"
@@ -136,9 +145,33 @@ def test_export_reads_a_run_recorded_name(files, cache, server):
 
 @needs_torch
 def test_train_on_a_named_source(files, cache, server, tmp_path):
-    res = CliRunner().invoke(main, ["train", "--data", "omniglot", "--out", str(tmp_path / "run"), "--way", "2",
-                                    "--shot", "1", "--query", "1", "--episodes", "2", "--device", "cpu", "--size", "16",
-                                    "--val-every", "1", "--val-episodes", "1", "--no-progress"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            "omniglot",
+            "--out",
+            str(tmp_path / "run"),
+            "--way",
+            "2",
+            "--shot",
+            "1",
+            "--query",
+            "1",
+            "--episodes",
+            "2",
+            "--device",
+            "cpu",
+            "--size",
+            "16",
+            "--val-every",
+            "1",
+            "--val-episodes",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"] == "omniglot" and config["split"] == "background" and config["rotations"]

@@ -15,7 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
 
 import fuzz_targets as ft  # noqa: E402
 
-FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -54,11 +59,14 @@ def test_mutated_onnx_models(data):
     ft.check_onnx(data)
 
 
-@pytest.mark.parametrize("text", [
-    '{"format_version": 1, "preprocess": {}, "embedding_dim": Infinity}',
-    '{"format_version": 1, "preprocess": {"size": [1e400, 2]}, "embedding_dim": 1}',
-    '{"format_version": 1, "preprocess": {}, "embedding_dim": 1, "threshold": 1' + "0" * 400 + "}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format_version": 1, "preprocess": {}, "embedding_dim": Infinity}',
+        '{"format_version": 1, "preprocess": {"size": [1e400, 2]}, "embedding_dim": 1}',
+        '{"format_version": 1, "preprocess": {}, "embedding_dim": 1, "threshold": 1' + "0" * 400 + "}",
+    ],
+)
 def test_metadata_numbers_out_of_range_are_model_errors(text):
     """Found by fuzzing: these raised OverflowError."""
     from edgemeta.runtime import ModelError

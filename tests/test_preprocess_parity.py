@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import needs_torch
+
 from edgemeta.lab.datasets import load_source
 from edgemeta.runtime.preprocess import PreprocessSpec, normalize, prepare_uint8
 
@@ -22,7 +22,7 @@ def test_same_tensor_both_sides(tmp_path):
     paths = []
     for i in range(5):
         arr = np.full((40, 33), 230, dtype=np.uint8)
-        arr[rng.integers(0, 30):, rng.integers(0, 20)] = rng.integers(0, 60)
+        arr[rng.integers(0, 30) :, rng.integers(0, 20)] = rng.integers(0, 60)
         Image.fromarray(arr).save(tmp_path / "a" / f"{i}.png")
         paths.append(tmp_path / "a" / f"{i}.png")
     for spec in (PreprocessSpec(size=(28, 28)), PreprocessSpec(size=(20, 20), mean=(0.1,), std=(0.3,))):

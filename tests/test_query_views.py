@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
 
 from edgemeta.cli import main
+from edgemeta.lab.evaluation import embed_all, embed_all_queries
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError
-from edgemeta.lab.evaluation import embed_all, embed_all_queries
-from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, offset_views, shift_offsets, shifted_views
-from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
+from edgemeta.runtime.preprocess import QUERY_VIEW_OFFSETS, offset_views, query_offsets, shift_offsets, shifted_views
 
 
 @pytest.fixture
@@ -40,8 +40,9 @@ def test_views_repeat_the_edge_like_numpy_edge_padding(shape):
     batch = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
     for r in (1, 2, 3):
         padded = np.pad(batch, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-        expected = np.stack([padded[:, r - dy:r - dy + shape[1], r - dx:r - dx + shape[2]]
-                             for dy, dx in shift_offsets(r)])
+        expected = np.stack(
+            [padded[:, r - dy : r - dy + shape[1], r - dx : r - dx + shape[2]] for dy, dx in shift_offsets(r)]
+        )
         assert np.array_equal(offset_views(batch, shift_offsets(r)), expected)
 
 
@@ -49,11 +50,11 @@ def test_views_repeat_the_edge_like_numpy_edge_padding(shape):
 def test_embed_query_is_the_mean_over_its_views(model, views):
     images = class_batch(2, 4)
     expected = _manual_mean(model, images, views)
-    assert np.allclose(model.embed_query(images, views), expected, atol=1e-5)
-    assert np.allclose(model.embed_query(images[:1], views), expected[:1], atol=1e-5)  # batch 1 too
+    assert np.allclose(model.embed(images, views=query_offsets(views)), expected, atol=1e-5)
+    assert np.allclose(model.embed(images[:1], views=query_offsets(views)), expected[:1], atol=1e-5)  # batch 1 too
     assert np.allclose(embed_all_queries(model, images[..., None], views, batch_size=3), expected, atol=1e-5)
     assert not np.allclose(expected, model.embed(images), atol=1e-3)  # the views do change it
-    assert np.array_equal(model.embed_query(images, 1), model.embed(images))
+    assert np.array_equal(model.embed(images, views=query_offsets(1)), model.embed(images))
     assert np.array_equal(embed_all_queries(model, images[..., None], 1), embed_all(model, images[..., None]))
 
 
@@ -78,21 +79,71 @@ def test_classifier_predicts_on_query_views_and_enrolls_as_before(model):
 def test_cli_eval_classify_and_bench_take_query_views(model, tmp_path):
     folder = write_class_folders(tmp_path / "data", 4, 5)
     run = CliRunner().invoke
-    args = ["eval", "--model", str(model.path), "--data", str(folder), "--way", "3", "--query", "2",
-            "--episodes", "10", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(model.path),
+        "--data",
+        str(folder),
+        "--way",
+        "3",
+        "--query",
+        "2",
+        "--episodes",
+        "10",
+        "--json",
+    ]
     report = json.loads(run(main, args + ["--query-views", "3"]).stdout)
     assert report["query_views"] == 3 and report["accuracy"] == 1.0
     bad = run(main, args + ["--query-views", "2"])
     assert bad.exit_code == 2 and "--query-views" in bad.output and "Traceback" not in bad.output
     store = tmp_path / "s.npz"
     for k in range(4):
-        assert run(main, ["enroll", "--model", str(model.path), "--store", str(store), f"c{k}",
-                          str(folder / f"c{k}" / "0.png")]).exit_code == 0
-    result = run(main, ["classify", "--model", str(model.path), "--store", str(store), "--query-views", "3",
-                        "--json", str(folder / "c2" / "3.png")])
+        assert (
+            run(
+                main,
+                ["enroll", "--model", str(model.path), "--store", str(store), f"c{k}", str(folder / f"c{k}" / "0.png")],
+            ).exit_code
+            == 0
+        )
+    result = run(
+        main,
+        [
+            "classify",
+            "--model",
+            str(model.path),
+            "--store",
+            str(store),
+            "--query-views",
+            "3",
+            "--json",
+            str(folder / "c2" / "3.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["results"][0]["label"] == "c2"
-    result = run(main, ["bench", "--model", str(model.path), "--query-views", "3", "--iterations", "3", "--warmup", "1",
-                        "--rounds", "1", "--round-seconds", "0.001", "--batches", "2", "--cold-runs", "0", "--json"])
+    result = run(
+        main,
+        [
+            "bench",
+            "--model",
+            str(model.path),
+            "--query-views",
+            "3",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+            "--round-seconds",
+            "0.001",
+            "--batches",
+            "2",
+            "--cold-runs",
+            "0",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["config"]["query_views"] == 3

@@ -13,17 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+from tiny_models import class_batch, linear_model, metadata
+
+from edgemeta.cli import main
 from edgemeta.runtime import (
     EdgemetaError,
     EmbeddingModel,
     FewShotClassifier,
     ModelError,
 )
+from edgemeta.runtime.preprocess import support_offsets
 from edgemeta.runtime.rejection import OperatingPoint, RejectionRule, operating_point
-from PIL import Image
-from tiny_models import class_batch, linear_model, metadata
-
-from edgemeta.cli import main
 
 SHOTS = {"c0": 1, "c1": 2, "c2": 4}
 BETA, GAMMA = 1.0, 0.3
@@ -34,8 +35,10 @@ def _queries() -> np.ndarray:
     both, so that relative distances spread over a range."""
     known = np.concatenate([class_batch(k, 4, seed=9) for k in (0, 1, 2)])
     unknown = np.concatenate([class_batch(k, 4, seed=9) for k in (6, 9, 11)])
-    blends = [((1 - a) * known[i].astype(float) + a * unknown[i].astype(float)).astype(np.uint8)
-              for i, a in zip(range(12), np.linspace(0.1, 0.9, 12))]
+    blends = [
+        ((1 - a) * known[i].astype(float) + a * unknown[i].astype(float)).astype(np.uint8)
+        for i, a in zip(range(12), np.linspace(0.1, 0.9, 12))
+    ]
     return np.concatenate([known, unknown, np.stack(blends)])
 
 
@@ -88,8 +91,9 @@ def test_every_path_decides_alike(setup, tmp_path) -> None:
 
     preds, decided = clf.decide(queries, top_k=2)
     assert decided == python and [p[0].label for p in preds] == nearest
-    res = CliRunner().invoke(main, ["classify", "--model", str(model_path), "--store", str(store), "--json",
-                                    *map(str, paths)])
+    res = CliRunner().invoke(
+        main, ["classify", "--model", str(model_path), "--store", str(store), "--json", *map(str, paths)]
+    )
     assert res.exit_code == 0, res.output
     assert [r["label"] is not None for r in json.loads(res.stdout)["results"]] == python
     assert _baked_accepts(model_path, store, queries, tmp_path) == python
@@ -98,6 +102,7 @@ def test_every_path_decides_alike(setup, tmp_path) -> None:
 def _baked_accepts(model_path: Path, store: Path, queries: np.ndarray, tmp_path: Path) -> list[bool]:
     pytest.importorskip("onnx")
     import onnxruntime as ort
+
     from edgemeta.export.bake import bake
     from edgemeta.runtime.preprocess import normalize
 
@@ -113,8 +118,9 @@ def test_demo_decides_as_classify(setup, monkeypatch) -> None:
 
     model_path, _, _, queries = setup
     model = EmbeddingModel(model_path)
-    examples = {f"c{k}": [*class_batch(k, 2), *queries[4 * k:4 * k + 4], *queries[12 + 4 * k:16 + 4 * k]]
-                for k in range(3)}
+    examples = {
+        f"c{k}": [*class_batch(k, 2), *queries[4 * k : 4 * k + 4], *queries[12 + 4 * k : 16 + 4 * k]] for k in range(3)
+    }
     monkeypatch.setattr(demo_cmd, "load_examples", lambda name: examples)
     monkeypatch.setitem(demo_cmd.SETS, "tiny", ("tiny", 2))
     rows = demo_cmd.run_set(model, "tiny", 2)["rows"]
@@ -136,18 +142,30 @@ def test_eval_decides_as_classify(setup, point) -> None:
     model = EmbeddingModel(model_path)
     rng = np.random.default_rng(3)
     # drawings smeared toward another class by up to half: classes overlap, so both errors occur
-    images = np.concatenate([(class_batch(k, 6, seed=3) * (1 - a) + class_batch((k + 3) % 8, 6, seed=4) * a)
-                             .astype(np.uint8) for k in range(8) for a in [rng.uniform(0, 0.5, (6, 1, 1))]])
+    images = np.concatenate(
+        [
+            (class_batch(k, 6, seed=3) * (1 - a) + class_batch((k + 3) % 8, 6, seed=4) * a).astype(np.uint8)
+            for k in range(8)
+            for a in [rng.uniform(0, 0.5, (6, 1, 1))]
+        ]
+    )
     targets = np.repeat(np.arange(8), 6)
     spec = EpisodeSpec(way=3, shot=2, query=4, unknown=3)
     op = operating_point(model.meta.rejection, None, **point)
-    result = evaluate(model.embed(images), targets, spec, 20, seed=4, rejection=op,
-                      support_emb=model.embed_support(images))
+    result = evaluate(
+        model.embed(images),
+        targets,
+        spec,
+        20,
+        seed=4,
+        rejection=op,
+        support_emb=model.embed(images, views=support_offsets(model.meta.support_shift)),
+    )
     ep = EpisodeSampler(targets, spec).sample(np.random.default_rng(4), 20)
     rejected_known, accepted_unknown = [], []
     for classes, support, query in zip(ep.classes, ep.support, ep.query):
         clf = FewShotClassifier(model)
-        for c, rows in zip(classes[:spec.way], support):
+        for c, rows in zip(classes[: spec.way], support):
             clf.enroll(str(c), images[rows])
         ok = [lab is not None for lab in clf.classify(images[query.ravel()], **point)]
         known = spec.way * spec.query
@@ -172,8 +190,14 @@ def test_operating_points(setup) -> None:
     assert sum(x is None for x in strict) >= sum(x is None for x in balanced)
     huge = clf.classify(queries, threshold=1e9)  # an explicit squared distance for every class
     assert None not in huge
-    for bad in ({"reject": "lenient"}, {"far": 1.5}, {"far": 0.0}, {"reject": "strict", "far": 0.1},
-                {"far": 0.5}, {"threshold": 2.0, "reject": "off"}):
+    for bad in (
+        {"reject": "lenient"},
+        {"far": 1.5},
+        {"far": 0.0},
+        {"reject": "strict", "far": 0.1},
+        {"far": 0.5},
+        {"threshold": 2.0, "reject": "off"},
+    ):
         with pytest.raises(EdgemetaError):
             clf.classify(queries, **bad)
 
@@ -181,8 +205,7 @@ def test_operating_points(setup) -> None:
 def test_legacy_threshold_and_no_rule(tmp_path) -> None:
     """Files with only the old ``threshold``: d <= threshold at strict and balanced, no --far."""
     legacy = EmbeddingModel(linear_model(tmp_path / "l.onnx", meta=metadata(64, threshold=2.5)))
-    assert operating_point(legacy.meta.rejection, legacy.meta.threshold, "strict") == \
-        OperatingPoint(2.5, name="strict")
+    assert operating_point(legacy.meta.rejection, legacy.meta.threshold, "strict") == OperatingPoint(2.5, name="strict")
     assert operating_point(None, 2.5).limits([1, 5], 9, [10.0, 0.1]).tolist() == [2.5, 2.5]
     with pytest.raises(EdgemetaError, match="no false-accept calibration"):
         FewShotClassifier(legacy, far=0.05)
@@ -193,9 +216,14 @@ def test_legacy_threshold_and_no_rule(tmp_path) -> None:
 def test_metadata_section_round_trip_and_checks() -> None:
     rule = RejectionRule(0.7, 0.1, 0.05, 0.1, ((0.01, 0.05), (0.1, 0.1)), {"data": "x"})
     assert RejectionRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
-    bad = [{"version": 2}, {"version": 1}, {**rule.to_dict(), "shot_coef": -1},
-           {**rule.to_dict(), "tau": {"strict": 0.05, "balanced": float("nan")}},
-           {**rule.to_dict(), "far_table": [[0.1, 0.1], [0.01, 0.05]]}, "not an object"]
+    bad = [
+        {"version": 2},
+        {"version": 1},
+        {**rule.to_dict(), "shot_coef": -1},
+        {**rule.to_dict(), "tau": {"strict": 0.05, "balanced": float("nan")}},
+        {**rule.to_dict(), "far_table": [[0.1, 0.1], [0.01, 0.05]]},
+        "not an object",
+    ]
     for section in bad:
         with pytest.raises(ModelError):
             RejectionRule.from_dict(section)
@@ -250,8 +278,27 @@ def test_shipped_default_model_rejects_unknown_alphabets(data_dir) -> None:
     from edgemeta.runtime import default_model_path
 
     assert EmbeddingModel(default_model_path()).meta.rejection is not None
-    res = CliRunner().invoke(main, ["eval", "--data", str(data_dir / "omniglot"), "--split", "evaluation", "--way", "5",
-                                    "--shot", "5", "--unknown", "5", "--episodes", "200", "--seed", "1", "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--data",
+            str(data_dir / "omniglot"),
+            "--split",
+            "evaluation",
+            "--way",
+            "5",
+            "--shot",
+            "5",
+            "--unknown",
+            "5",
+            "--episodes",
+            "200",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert r["rejection"]["reject"] == "balanced" and r["false_reject_rate"] <= 0.08 and r["false_accept_rate"] <= 0.05

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import class_batch, linear_model
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier, StoreError
 from edgemeta.runtime.store import read_store
-from tiny_models import class_batch, linear_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
 
@@ -39,9 +39,9 @@ def test_stale_temp_files_of_the_store_are_removed_on_next_save(tmp_path, clf):
     store = tmp_path / "s.npz"
     stale = tmp_path / ".s.npz.dead1234.tmp"
     stale.write_bytes(b"half a store")
-    other = tmp_path / ".t.npz.dead1234.tmp"   # another store's temp file: not ours to touch
+    other = tmp_path / ".t.npz.dead1234.tmp"  # another store's temp file: not ours to touch
     other.write_bytes(b"x")
-    live = tmp_path / ".s.npz.live5678.tmp"    # a writer still holds its lock
+    live = tmp_path / ".s.npz.live5678.tmp"  # a writer still holds its lock
     live.write_bytes(b"being written")
     with open(live, "rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)

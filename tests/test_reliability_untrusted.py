@@ -12,17 +12,24 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import needs_torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image, ImageFile
+from tiny_models import SIZE, class_batch, linear_model, metadata
 
-from conftest import needs_torch
 from edgemeta.cli import main
-from edgemeta.runtime import (DataError, EdgemetaError, EmbeddingModel, FewShotClassifier, ImageError, ModelError,
-                              StoreError)
+from edgemeta.runtime import (
+    DataError,
+    EdgemetaError,
+    EmbeddingModel,
+    FewShotClassifier,
+    ImageError,
+    ModelError,
+    StoreError,
+)
 from edgemeta.runtime import model as model_module
 from edgemeta.runtime import store as store_module
 from edgemeta.runtime.store import read_store
-from tiny_models import SIZE, class_batch, linear_model, metadata
 
 
 class Evil:
@@ -41,8 +48,14 @@ def model(tmp_path):
 
 
 def _store_arrays(model: EmbeddingModel) -> dict[str, np.ndarray]:
-    return dict(format_version=np.int64(1), labels=np.array(["a"]), sums=np.zeros((1, SIZE * SIZE)),
-                counts=np.array([1]), model_fingerprint=np.str_(model.fingerprint), metric=np.str_("sqeuclidean"))
+    return dict(
+        format_version=np.int64(1),
+        labels=np.array(["a"]),
+        sums=np.zeros((1, SIZE * SIZE)),
+        counts=np.array([1]),
+        model_fingerprint=np.str_(model.fingerprint),
+        metric=np.str_("sqeuclidean"),
+    )
 
 
 # ---------------------------------------------------------------- no pickle
@@ -60,8 +73,8 @@ def test_store_with_a_pickled_object_array_is_refused_and_runs_nothing(tmp_path,
 
 
 def test_data_source_npz_with_object_array_is_refused_and_runs_nothing(tmp_path):
-    from edgemeta.runtime import PreprocessSpec
     from edgemeta.lab.datasets import load_source
+    from edgemeta.runtime import PreprocessSpec
 
     marker = tmp_path / "pwned"
     np.savez(tmp_path / "images_background.npz", images=np.array([Evil(marker)], dtype=object))
@@ -77,11 +90,13 @@ def test_checkpoint_with_pickled_code_is_refused_and_runs_nothing(tmp_path):
 
     from edgemeta.export.checkpoint import load_checkpoint as export_load
     from edgemeta.runtime.errors import EdgemetaError
-    from edgemeta.train.checkpoint import load_checkpoint as train_load
+    from edgemeta.train.checkpoint import read_checkpoint as train_load
 
     marker = tmp_path / "pwned"
-    torch.save({"format": "edgemeta-checkpoint", "version": 1, "config": {}, "model": {"w": Evil(marker)}},
-               tmp_path / "evil.pt")
+    torch.save(
+        {"format": "edgemeta-checkpoint", "version": 1, "config": {}, "model": {"w": Evil(marker)}},
+        tmp_path / "evil.pt",
+    )
     for load in (train_load, export_load):
         with pytest.raises(EdgemetaError):
             load(tmp_path / "evil.pt")
@@ -95,7 +110,7 @@ def test_checkpoint_with_pickled_code_is_refused_and_runs_nothing(tmp_path):
 
 def test_real_png_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
-    Image.new("1", (9000, 9000)).save(path, optimize=True)   # 81 Mpixel, a few kB on disk
+    Image.new("1", (9000, 9000)).save(path, optimize=True)  # 81 Mpixel, a few kB on disk
     assert path.stat().st_size < 200_000
 
     def no_decoding(self):
@@ -126,8 +141,8 @@ def test_store_array_declaring_an_absurd_shape_is_refused_without_allocating(tmp
 
 
 def test_zip_data_source_with_a_huge_member_is_refused(tmp_path):
-    from edgemeta.runtime import PreprocessSpec
     from edgemeta.lab.datasets import load_source
+    from edgemeta.runtime import PreprocessSpec
 
     with zipfile.ZipFile(tmp_path / "images_background.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("images_background/A/character01/x.png", b"\0" * (17 * 1024 * 1024))
@@ -162,19 +177,48 @@ W = numpy_helper.from_array(np.eye(SIZE * SIZE, dtype=np.float32), "W")
 FLAT = helper.make_node("Flatten", ["images"], ["flat"], axis=1)
 MATMUL = helper.make_node("MatMul", ["flat", "W"], ["embeddings"])
 HOSTILE = {
-    "two inputs": ([_vi("images", ["N", 1, SIZE, SIZE]), _vi("extra", ["N"])], [_vi("embeddings", ["N", SIZE * SIZE])],
-                   [FLAT, MATMUL], [W], "one input named"),
-    "input of another name": ([_vi("pixels", ["N", 1, SIZE, SIZE])], [_vi("embeddings", ["N", SIZE * SIZE])],
-                              [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), MATMUL], [W], "one input named"),
-    "wrong input shape": ([_vi("images", ["N", 3, SIZE, SIZE])], [_vi("embeddings", ["N", 3 * SIZE * SIZE])],
-                          [FLAT, helper.make_node("Identity", ["flat"], ["embeddings"])], [], "expected \\[N, 1"),
-    "double input": ([_vi("images", ["N", 1, SIZE, SIZE], TensorProto.DOUBLE)], [_vi("embeddings", ["N", SIZE * SIZE], TensorProto.DOUBLE)],
-                     [FLAT, helper.make_node("Identity", ["flat"], ["embeddings"])], [], "must be float32"),
-    "3-D output": ([_vi("images", ["N", 1, SIZE, SIZE])], [_vi("embeddings", ["N", 1, SIZE * SIZE])],
-                   [helper.make_node("Reshape", ["images", "shape"], ["embeddings"])],
-                   [numpy_helper.from_array(np.array([-1, 1, SIZE * SIZE], dtype=np.int64), "shape")], "2-D output"),
-    "no output of that name": ([_vi("images", ["N", 1, SIZE, SIZE])], [_vi("features", ["N", SIZE * SIZE])],
-                               [helper.make_node("Flatten", ["images"], ["features"], axis=1)], [], "2-D output named"),
+    "two inputs": (
+        [_vi("images", ["N", 1, SIZE, SIZE]), _vi("extra", ["N"])],
+        [_vi("embeddings", ["N", SIZE * SIZE])],
+        [FLAT, MATMUL],
+        [W],
+        "one input named",
+    ),
+    "input of another name": (
+        [_vi("pixels", ["N", 1, SIZE, SIZE])],
+        [_vi("embeddings", ["N", SIZE * SIZE])],
+        [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), MATMUL],
+        [W],
+        "one input named",
+    ),
+    "wrong input shape": (
+        [_vi("images", ["N", 3, SIZE, SIZE])],
+        [_vi("embeddings", ["N", 3 * SIZE * SIZE])],
+        [FLAT, helper.make_node("Identity", ["flat"], ["embeddings"])],
+        [],
+        "expected \\[N, 1",
+    ),
+    "double input": (
+        [_vi("images", ["N", 1, SIZE, SIZE], TensorProto.DOUBLE)],
+        [_vi("embeddings", ["N", SIZE * SIZE], TensorProto.DOUBLE)],
+        [FLAT, helper.make_node("Identity", ["flat"], ["embeddings"])],
+        [],
+        "must be float32",
+    ),
+    "3-D output": (
+        [_vi("images", ["N", 1, SIZE, SIZE])],
+        [_vi("embeddings", ["N", 1, SIZE * SIZE])],
+        [helper.make_node("Reshape", ["images", "shape"], ["embeddings"])],
+        [numpy_helper.from_array(np.array([-1, 1, SIZE * SIZE], dtype=np.int64), "shape")],
+        "2-D output",
+    ),
+    "no output of that name": (
+        [_vi("images", ["N", 1, SIZE, SIZE])],
+        [_vi("features", ["N", SIZE * SIZE])],
+        [helper.make_node("Flatten", ["images"], ["features"], axis=1)],
+        [],
+        "2-D output named",
+    ),
 }
 
 
@@ -193,8 +237,13 @@ def test_model_pointing_at_external_data_outside_is_refused(tmp_path):
     weights.ClearField("raw_data")
     weights.data_location = TensorProto.EXTERNAL
     weights.external_data.add(key="location", value="../../../../etc/passwd")
-    path = _graph_model(tmp_path / "m.onnx", [_vi("images", ["N", 1, SIZE, SIZE])], [_vi("embeddings", ["N", SIZE * SIZE])],
-                        [FLAT, MATMUL], [weights])
+    path = _graph_model(
+        tmp_path / "m.onnx",
+        [_vi("images", ["N", 1, SIZE, SIZE])],
+        [_vi("embeddings", ["N", SIZE * SIZE])],
+        [FLAT, MATMUL],
+        [weights],
+    )
     with pytest.raises(ModelError):
         EmbeddingModel(path)
 
@@ -236,8 +285,19 @@ def test_hostile_labels_are_printed_escaped_by_classify_and_info(tmp_path, model
     clf.save(tmp_path / "s.npz")
     Image.fromarray(class_batch(2, 1, seed=9)[0]).save(tmp_path / "q.png")
     runner = CliRunner()
-    table = runner.invoke(main, ["classify", "--model", str(model.path), "--store", str(tmp_path / "s.npz"),
-                                 "--top-k", "7", str(tmp_path / "q.png")])
+    table = runner.invoke(
+        main,
+        [
+            "classify",
+            "--model",
+            str(model.path),
+            "--store",
+            str(tmp_path / "s.npz"),
+            "--top-k",
+            "7",
+            str(tmp_path / "q.png"),
+        ],
+    )
     info = runner.invoke(main, ["info", str(tmp_path / "s.npz")])
     info_json = runner.invoke(main, ["info", "--json", str(tmp_path / "s.npz")])
     for res in (table, info, info_json):
@@ -247,7 +307,7 @@ def test_hostile_labels_are_printed_escaped_by_classify_and_info(tmp_path, model
     assert "\\u202eevil" in table.output and "zero\\u200bwidth" in table.output
     assert len(table.output.splitlines()) == 1 + 5
     assert "\\u202eevil" in info.output and "zero\\u200bwidth" in info.output
-    assert list(json.loads(info_json.output)["shots"]) == HOSTILE_LABELS   # exact labels, no collisions
+    assert list(json.loads(info_json.output)["shots"]) == HOSTILE_LABELS  # exact labels, no collisions
 
 
 @pytest.mark.parametrize("label", REFUSED_LABELS)
@@ -264,13 +324,22 @@ def test_store_written_earlier_with_such_a_label_loads_nowhere_but_info_shows_it
     from edgemeta.runtime.store import StoreContents, write_store
 
     labels = ["ok", *REFUSED_LABELS]
-    write_store(tmp_path / "old.npz", StoreContents(labels, np.ones((len(labels), SIZE * SIZE)),
-                                                    np.ones(len(labels), np.int64), model.fingerprint, "sqeuclidean"))
+    write_store(
+        tmp_path / "old.npz",
+        StoreContents(
+            labels,
+            np.ones((len(labels), SIZE * SIZE)),
+            np.ones(len(labels), np.int64),
+            model.fingerprint,
+            "sqeuclidean",
+        ),
+    )
     with pytest.raises(StoreError, match=f"store {tmp_path / 'old.npz'} holds an invalid label"):
         FewShotClassifier.load(tmp_path / "old.npz", model)
     Image.fromarray(class_batch(0, 1)[0]).save(tmp_path / "q.png")
-    res = CliRunner().invoke(main, ["classify", "--model", str(model.path), "--store", str(tmp_path / "old.npz"),
-                                    str(tmp_path / "q.png")])
+    res = CliRunner().invoke(
+        main, ["classify", "--model", str(model.path), "--store", str(tmp_path / "old.npz"), str(tmp_path / "q.png")]
+    )
     assert res.exit_code == 1 and res.output.startswith("Error: store ") and len(res.output.splitlines()) == 1
     info = CliRunner().invoke(main, ["info", "--json", str(tmp_path / "old.npz")])
     assert info.exit_code == 0 and list(json.loads(info.output)["shots"]) == labels

@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 import pytest
+from tiny_models import SIZE, class_batch, class_image, linear_model, metadata
 
 from edgemeta.runtime import EdgemetaError, EmbeddingModel, FewShotClassifier, StoreError
-from tiny_models import SIZE, class_batch, class_image, linear_model, metadata
 
 
 @pytest.fixture
@@ -143,4 +143,3 @@ def test_session_spin_setting_and_bad_values(tmp_path):
     for bad in ({"spin_us": -1}, {"spin_us": 1.5}, {"spin_us": True}, {"threads": 0}, {"threads": "2"}):
         with pytest.raises(EdgemetaError, match="must be an integer"):
             EmbeddingModel(path, **bad)
-

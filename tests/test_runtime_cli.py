@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_runtime_images import write_png_header_only
+from tiny_models import SIZE, class_batch, linear_model
 
 from edgemeta.cli import main
-from tiny_models import SIZE, class_batch, linear_model, metadata
-from test_runtime_images import write_png_header_only
 
 
 @pytest.fixture
@@ -119,6 +118,7 @@ def test_bad_input_one_line_error_store_unchanged(env, case):
     _bad_files(tmp)
     (tmp / "trunc.npz").write_bytes((tmp / "s.npz").read_bytes()[:200])
     from edgemeta.runtime import EmbeddingModel, FewShotClassifier
+
     FewShotClassifier(EmbeddingModel(model)).save(tmp / "empty.npz")
     before = {p.name: p.read_bytes() for p in tmp.glob("*.npz")}
     args = [a.format(tmp=tmp, model=model, img=tmp / "imgs" / "c0" / "3.png") for a in CASES[case]]

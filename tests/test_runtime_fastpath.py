@@ -7,11 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from tiny_models import class_batch, linear_model, metadata
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime import binding as binding_module
 from edgemeta.runtime.preprocess import OneGrayImage, PreprocessSpec, fix_polarity, normalize, prepare_uint8
-from tiny_models import class_batch, linear_model, metadata
 
 SIZE = 8
 
@@ -62,8 +62,9 @@ def _threshold_images(n: int) -> np.ndarray:
     return images
 
 
-@pytest.mark.parametrize("polarity,auto", [("light_on_dark", True), ("dark_on_light", True),
-                                           ("light_on_dark", False), ("none", True)])
+@pytest.mark.parametrize(
+    "polarity,auto", [("light_on_dark", True), ("dark_on_light", True), ("light_on_dark", False), ("none", True)]
+)
 @pytest.mark.parametrize("mean,std", [(0.0, 1.0), (0.45, 0.27)])
 def test_one_gray_image_input_is_bit_identical_to_the_general_preprocessing(polarity, auto, mean, std):
     spec = PreprocessSpec(size=(SIZE, SIZE), polarity=polarity, auto_polarity=auto, mean=(mean,), std=(std,))
@@ -81,14 +82,22 @@ def test_one_gray_image_input_is_bit_identical_to_the_general_preprocessing(pola
 def test_one_gray_image_leaves_every_other_input_to_the_general_path():
     one = OneGrayImage(PreprocessSpec(size=(SIZE, SIZE)))
     image = _random_images(1)[0]
-    others = [image.astype(np.float32) / 255, image.astype(np.uint16), image[:-1], np.stack([image, image]),
-              np.repeat(image[..., None], 3, axis=2), [image], image.tolist()]
+    others = [
+        image.astype(np.float32) / 255,
+        image.astype(np.uint16),
+        image[:-1],
+        np.stack([image, image]),
+        np.repeat(image[..., None], 3, axis=2),
+        [image],
+        image.tolist(),
+    ]
     assert not any(one.accepts(x) for x in others)
-    assert not OneGrayImage(PreprocessSpec(size=(SIZE, SIZE), channels=3, polarity="none",
-                                           mean=(0.0,) * 3, std=(1.0,) * 3)).accepts(image)
+    assert not OneGrayImage(
+        PreprocessSpec(size=(SIZE, SIZE), channels=3, polarity="none", mean=(0.0,) * 3, std=(1.0,) * 3)
+    ).accepts(image)
 
 
-@pytest.mark.parametrize("classes", [7, 30])  # Python-float softmax up to 24 classes, numpy above
+@pytest.mark.parametrize("classes", [7, 30])
 def test_single_predictions_equal_batched_ones(model, classes):
     clf = FewShotClassifier(model)
     for k in range(classes):
@@ -140,8 +149,9 @@ def test_a_model_that_cannot_run_bound_falls_back_for_good(tmp_path, monkeypatch
 
 
 def test_a_color_model_takes_the_general_path_for_single_images(tmp_path):
-    path = linear_model(tmp_path / "rgb.onnx", np.random.default_rng(0).standard_normal((3 * SIZE * SIZE, 5)),
-                        channels=3)
+    path = linear_model(
+        tmp_path / "rgb.onnx", np.random.default_rng(0).standard_normal((3 * SIZE * SIZE, 5)), channels=3
+    )
     model = EmbeddingModel(path)
     images = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
     singles = np.concatenate([model.embed(img) for img in images])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import SIZE, class_image, linear_model
 
 from edgemeta.runtime import EmbeddingModel, ImageError, PreprocessSpec, normalize, prepare_uint8
 from edgemeta.runtime.images import MAX_IMAGE_PIXELS
-from tiny_models import SIZE, class_image, linear_model
 
 SPEC = PreprocessSpec(size=(SIZE, SIZE))
 
@@ -22,8 +22,18 @@ def test_every_image_form_gives_the_same_input(tmp_path, model):
     img = class_image(3)
     path = tmp_path / "a.png"
     Image.fromarray(img).save(path)
-    forms = [str(path), path, Image.fromarray(img), img, img[:, :, None], img / 255.0, [img], img[None],
-             img[None, :, :, None], np.repeat(img[:, :, None], 3, axis=2)]
+    forms = [
+        str(path),
+        path,
+        Image.fromarray(img),
+        img,
+        img[:, :, None],
+        img / 255.0,
+        [img],
+        img[None],
+        img[None, :, :, None],
+        np.repeat(img[:, :, None], 3, axis=2),
+    ]
     expected = model.embed(img)
     for form in forms:
         np.testing.assert_allclose(model.embed(form), expected, atol=1e-6, err_msg=type(form).__name__)
@@ -65,7 +75,9 @@ def test_normalize_layout_and_values():
     rgb = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
     x = normalize(prepare_uint8(rgb, spec), spec)
     assert x.shape == (2, 3, SIZE, SIZE) and x.dtype == np.float32
-    expected = (rgb.transpose(0, 3, 1, 2) / 255.0 - np.array([0.5, 0.4, 0.3])[:, None, None]) / np.array([0.2, 0.25, 0.5])[:, None, None]
+    expected = (rgb.transpose(0, 3, 1, 2) / 255.0 - np.array([0.5, 0.4, 0.3])[:, None, None]) / np.array(
+        [0.2, 0.25, 0.5]
+    )[:, None, None]
     np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
@@ -77,16 +89,19 @@ def test_rgb_fast_path_matches_pil_gray():
     np.testing.assert_array_equal(fast, slow)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.full((SIZE, SIZE), np.nan, np.float32), "NaN or inf"),
-    (np.full((SIZE, SIZE), np.inf, np.float64), "NaN or inf"),
-    (np.zeros((2, 2, SIZE, SIZE, 1), np.uint8), "shape"),
-    (np.zeros((SIZE,), np.uint8), "shape"),
-    (np.full((SIZE, SIZE), 2.0), "0..1"),
-    (np.zeros((0, SIZE, SIZE), np.uint8), "no images"),
-    ([], "no images"),
-    (42, "unsupported"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((SIZE, SIZE), np.nan, np.float32), "NaN or inf"),
+        (np.full((SIZE, SIZE), np.inf, np.float64), "NaN or inf"),
+        (np.zeros((2, 2, SIZE, SIZE, 1), np.uint8), "shape"),
+        (np.zeros((SIZE,), np.uint8), "shape"),
+        (np.full((SIZE, SIZE), 2.0), "0..1"),
+        (np.zeros((0, SIZE, SIZE), np.uint8), "no images"),
+        ([], "no images"),
+        (42, "unsupported"),
+    ],
+)
 def test_bad_arrays_refused(model, bad, message):
     with pytest.raises(ImageError, match=message):
         model.embed(bad)
@@ -121,4 +136,6 @@ def write_png_header_only(path, width: int, height: int) -> None:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )

@@ -13,8 +13,10 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_runtime_imports_neither_torch_nor_onnx():
-    res = _python("import sys, edgemeta.runtime, edgemeta.runtime.classifier, edgemeta.runtime.store; "
-                  "print(sorted(m for m in ('torch', 'onnx') if m in sys.modules))")
+    res = _python(
+        "import sys, edgemeta.runtime, edgemeta.runtime.classifier, edgemeta.runtime.store; "
+        "print(sorted(m for m in ('torch', 'onnx') if m in sys.modules))"
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
 

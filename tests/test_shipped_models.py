@@ -23,14 +23,17 @@ pytestmark = pytest.mark.data
 def _eval(model: Path, data: Path, *args: str) -> dict:
     if not model.is_file():
         pytest.skip(f"{model.name} is not built")
-    res = CliRunner().invoke(main, ["eval", "--model", str(model), "--data", str(data),
-                                    "--episodes", "200", "--seed", "1", "--json", *args])
+    res = CliRunner().invoke(
+        main, ["eval", "--model", str(model), "--data", str(data), "--episodes", "200", "--seed", "1", "--json", *args]
+    )
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 
 
 def test_default_model_on_unseen_evaluation_alphabets(data_dir):
-    result = _eval(MODELS / "default.onnx", data_dir / "omniglot", "--split", "evaluation", "--way", "20", "--shot", "1")
+    result = _eval(
+        MODELS / "default.onnx", data_dir / "omniglot", "--split", "evaluation", "--way", "20", "--shot", "1"
+    )
     assert result["accuracy"] >= 0.93
 
 
@@ -40,6 +43,8 @@ def test_default_model_on_mnist(data_dir):
 
 
 def test_vinyals_model_on_the_published_protocol(data_dir):
-    result = _eval(MODELS / "vinyals.onnx", data_dir / "omniglot", "--split", "vinyals-test", "--way", "20", "--shot", "1")
+    result = _eval(
+        MODELS / "vinyals.onnx", data_dir / "omniglot", "--split", "vinyals-test", "--way", "20", "--shot", "1"
+    )
     assert result["rotations"] and result["classes"] == 1692  # 423 characters x 4 rotations
     assert result["accuracy"] >= 0.95

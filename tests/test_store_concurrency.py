@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import class_batch, linear_model
 
 from edgemeta.cli import main
 from edgemeta.runtime import EdgemetaError, EmbeddingModel, FewShotClassifier, StoreError
 from edgemeta.runtime.store import read_store
 from edgemeta.runtime.store_lock import lock_path, store_lock
-from tiny_models import class_batch, linear_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
 
@@ -101,8 +101,10 @@ def test_update_creates_a_missing_store_and_a_failed_first_update_creates_nothin
 def test_lock_timeout_names_the_store_and_leaves_it_alone(model, store):
     before = store.read_bytes()
     with store_lock(store):  # held by this test: every other open of the lock file must wait
-        with pytest.raises(StoreError, match=f"timed out after 0.05 s waiting for the write lock of store {store}"), \
-                FewShotClassifier.update(store, model, lock_timeout=0.05):
+        with (
+            pytest.raises(StoreError, match=f"timed out after 0.05 s waiting for the write lock of store {store}"),
+            FewShotClassifier.update(store, model, lock_timeout=0.05),
+        ):
             pass
         res, lines = cli("remove", "--store", store, "--lock-timeout", "0", "a")
     expected = f"Error: timed out after 0 s waiting for the write lock of store {store} (another process is writing it)"
@@ -113,8 +115,10 @@ def test_lock_timeout_names_the_store_and_leaves_it_alone(model, store):
 
 @posix_only
 def test_a_killed_holder_leaves_no_stale_lock(store):
-    code = ("import sys; from edgemeta.runtime.store_lock import store_lock; "
-            f"cm = store_lock({str(store)!r}); cm.__enter__(); print('held', flush=True); sys.stdin.read()")
+    code = (
+        "import sys; from edgemeta.runtime.store_lock import store_lock; "
+        f"cm = store_lock({str(store)!r}); cm.__enter__(); print('held', flush=True); sys.stdin.read()"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -144,10 +148,14 @@ def test_read_only_store_is_refused_and_keeps_its_mode(model, store, tmp_path):
         clf.save(store)
     with pytest.raises(StoreError, match="read-only"), FewShotClassifier.update(store, model):
         pass
-    for args in (["enroll", "--model", tmp_path / "m.onnx", "--store", store, "c", tmp_path / "i.png"],
-                 ["remove", "--store", store, "a"]):
+    for args in (
+        ["enroll", "--model", tmp_path / "m.onnx", "--store", store, "c", tmp_path / "i.png"],
+        ["remove", "--store", store, "a"],
+    ):
         res, lines = cli(*args)
-        assert res.exit_code == 1 and lines == [f"Error: store is read-only: {store} (make the file writable to change it)"]
+        assert res.exit_code == 1 and lines == [
+            f"Error: store is read-only: {store} (make the file writable to change it)"
+        ]
     assert store.read_bytes() == before and store.stat().st_mode & 0o777 == 0o444
 
 
@@ -177,8 +185,10 @@ def test_write_errors_name_the_store_not_the_temp_file(model, store, monkeypatch
 def test_read_only_folder_errors_name_the_store(model, store):
     store.parent.chmod(0o555)
     try:
-        with pytest.raises(StoreError, match=f"cannot write store {store}: no permission"), \
-                FewShotClassifier.update(store, model):
+        with (
+            pytest.raises(StoreError, match=f"cannot write store {store}: no permission"),
+            FewShotClassifier.update(store, model),
+        ):
             pass
         with pytest.raises(StoreError, match=f"cannot write store {store}: no permission to write in folder"):
             FewShotClassifier.load(store, model).save(store)
@@ -188,8 +198,10 @@ def test_read_only_folder_errors_name_the_store(model, store):
 
 def test_missing_folder_error_names_the_store(model, tmp_path):
     path = tmp_path / "nofolder" / "s.npz"
-    with pytest.raises(StoreError, match=f"cannot write store {path}: folder {path.parent} does not exist"), \
-            FewShotClassifier.update(path, model):
+    with (
+        pytest.raises(StoreError, match=f"cannot write store {path}: folder {path.parent} does not exist"),
+        FewShotClassifier.update(path, model),
+    ):
         pass
     assert not path.parent.exists()
 

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import SIZE, class_batch, linear_model, metadata
 
 from edgemeta.cli import main
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError, StoreError
 from edgemeta.runtime.metadata import MIN_STORE_AGREEMENT
 from edgemeta.runtime.store import read_store
-from tiny_models import SIZE, class_batch, linear_model, metadata
 
 NET = "ab" * 32
 

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
 
 from edgemeta.cli import main
+from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.errors import ModelError
-from edgemeta.lab.evaluation import EpisodeSpec, embed_all, embed_all_support, evaluate
 from edgemeta.runtime.metadata import ModelMetadata
-from edgemeta.runtime.preprocess import shift_offsets, shifted_views
-from tiny_models import SIZE, class_batch, linear_model, metadata, write_class_folders
+from edgemeta.runtime.preprocess import shift_offsets, shifted_views, support_offsets
 
 
 def _model(tmp_path, shift: int) -> EmbeddingModel:
@@ -24,8 +24,8 @@ def _model(tmp_path, shift: int) -> EmbeddingModel:
 
 def test_views_grid_unshifted_first_and_edges_repeated():
     batch = np.zeros((2, 6, 7, 1), dtype=np.uint8)
-    batch[0, 2, 3] = 200                      # ink on a dark background
-    batch[1] = 255                            # dark ink on white paper: the paper must stay white
+    batch[0, 2, 3] = 200  # ink on a dark background
+    batch[1] = 255  # dark ink on white paper: the paper must stay white
     batch[1, 2, 3] = 10
     views = shifted_views(batch, 1)
     assert views.shape == (9, 2, 6, 7, 1) and len(shift_offsets(2)) == 25
@@ -53,8 +53,8 @@ def test_embed_support_is_the_mean_over_views(tmp_path):
     model = _model(tmp_path, 1)
     images = class_batch(2, 3)
     manual = np.mean([model.embed(v[..., 0]) for v in shifted_views(images[..., None], 1)], axis=0)
-    assert np.allclose(model.embed_support(images), manual, atol=1e-5)
-    assert np.array_equal(model.embed_support(images, shift=0), model.embed(images))
+    assert np.allclose(model.embed(images, views=support_offsets(1)), manual, atol=1e-5)
+    assert np.array_equal(model.embed(images, views=support_offsets(0)), model.embed(images))
     assert np.allclose(embed_all_support(model, images[..., None], 1, batch_size=2), manual, atol=1e-5)
 
 
@@ -65,7 +65,9 @@ def test_classifier_enrolls_with_the_models_shift_and_queries_plain(tmp_path):
     clf.enroll("a", shots)
     _, protos = clf.prototypes()
     assert clf.support_shift == 1
-    assert np.allclose(protos[0], model.embed_support(shots).mean(axis=0), atol=1e-5)
+    assert np.allclose(
+        protos[0], model.embed(shots, views=support_offsets(model.meta.support_shift)).mean(axis=0), atol=1e-5
+    )
     plain = FewShotClassifier(model, support_shift=0)
     plain.enroll("a", shots)
     assert np.allclose(plain.prototypes()[1][0], model.embed(shots).mean(axis=0), atol=1e-5)
@@ -93,7 +95,20 @@ def test_evaluate_with_support_embeddings(tmp_path):
 def test_eval_cli_reports_and_overrides_the_shift(tmp_path):
     folder = write_class_folders(tmp_path / "data", 4, 5)
     model = linear_model(tmp_path / "m.onnx", meta=metadata(SIZE * SIZE, support_shift=1))
-    args = ["eval", "--model", str(model), "--data", str(folder), "--way", "3", "--query", "2", "--episodes", "10", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        str(folder),
+        "--way",
+        "3",
+        "--query",
+        "2",
+        "--episodes",
+        "10",
+        "--json",
+    ]
     default = json.loads(CliRunner().invoke(main, args).stdout)
     override = json.loads(CliRunner().invoke(main, args + ["--support-shift", "0"]).stdout)
     assert (default["support_shift"], override["support_shift"]) == (1, 0)

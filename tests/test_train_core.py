@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = needs_torch
@@ -19,10 +18,10 @@ def _ragged_data():
 
 
 def test_sampler_layout():
-    from edgemeta.train.sampler import EpisodeSampler
+    from edgemeta.train.sampler import TrainingEpisodeSampler
 
     images, targets = _ragged_data()
-    s = EpisodeSampler(images, targets, way=4, shot=2, query=5, episodes_per_step=3, seed=1)
+    s = TrainingEpisodeSampler(images, targets, way=4, shot=2, query=5, episodes_per_step=3, seed=1)
     for _ in range(20):
         state = s.state()
         idx = s.sample_indices()
@@ -39,7 +38,7 @@ def test_sampler_layout():
             for n in range(4):
                 assert len(set(idx[e, n].tolist())) == 7  # support and query disjoint
     with pytest.raises(ValueError, match="shot \\+ query"):
-        EpisodeSampler(images, targets, way=6, shot=5, query=5)
+        TrainingEpisodeSampler(images, targets, way=6, shot=5, query=5)
 
 
 def test_loss_functions():
@@ -86,8 +85,16 @@ def test_backbone_onnx_export(tmp_path, name, channels, size):
     model = build_backbone(name, channels).eval()
     x = torch.rand(3, channels, size, size)
     path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(model, (x[:1],), str(path), input_names=["x"], output_names=["emb"], opset_version=17,
-                      dynamic_axes={"x": {0: "batch"}, "emb": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (x[:1],),
+        str(path),
+        input_names=["x"],
+        output_names=["emb"],
+        opset_version=17,
+        dynamic_axes={"x": {0: "batch"}, "emb": {0: "batch"}},
+        dynamo=False,
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": x.numpy()})[0]
     with torch.no_grad():

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch, write_toy_mnist
 
 pytestmark = needs_torch
@@ -33,9 +32,25 @@ def toy(tmp_path_factory) -> Path:
 
 
 def _cfg(toy: Path, out: Path, **kw) -> dict:
-    base = dict(data=str(toy), out=str(out), way=4, shot=[1, 2], query=3, episodes=16, episodes_per_step=1,
-                size=16, val_every=8, val_episodes=10, test_way=2, test_shot=1, test_query=3, log_every=1,
-                augment="full", seed=5, lr_step=4)
+    base = dict(
+        data=str(toy),
+        out=str(out),
+        way=4,
+        shot=[1, 2],
+        query=3,
+        episodes=16,
+        episodes_per_step=1,
+        size=16,
+        val_every=8,
+        val_episodes=10,
+        test_way=2,
+        test_shot=1,
+        test_query=3,
+        log_every=1,
+        augment="full",
+        seed=5,
+        lr_step=4,
+    )
     return {**base, **kw}
 
 
@@ -56,6 +71,7 @@ def _factory(built: list, no_bn: bool):
         model = build_backbone(*args, **kwargs)
         built.append(_strip_bn(model) if no_bn else model)
         return built[-1]
+
     return make
 
 
@@ -64,10 +80,16 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
     import torch.distributed as dist
 
     import edgemeta.train.loop as loop
-    from edgemeta.train.interrupt import Interrupted
+    from edgemeta.runtime.errors import Interrupted
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        GLOO_SOCKET_IFNAME="lo",
+    )
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # once for all jobs; train() then joins this group
     for job in jobs:
@@ -93,6 +115,7 @@ def _signal_at(loop, step: int):
         if count[0] == step:
             os.kill(os.getpid(), signal.SIGINT)
         real(optimizer, lr)
+
     loop.set_learning_rate = hooked
     try:
         yield
@@ -121,10 +144,14 @@ def _spawn(jobs: list[dict], timeout: float = 90.0) -> None:
 @pytest.fixture(scope="module")
 def runs(toy, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
-    _spawn([{"cfg": _cfg(toy, root / "ddp"), "no_bn": False},
+    _spawn(
+        [
+            {"cfg": _cfg(toy, root / "ddp"), "no_bn": False},
             {"cfg": _cfg(toy, root / "plain", augment="none", episodes=12, val_every=12), "no_bn": True},
             {"cfg": _cfg(toy, root / "half", augment="none", episodes=6, val_every=6), "no_bn": True},
-            {"cfg": _cfg(toy, root / "signal"), "no_bn": False, "signal": (1, 3)}])
+            {"cfg": _cfg(toy, root / "signal"), "no_bn": False, "signal": (1, 3)},
+        ]
+    )
     return root
 
 
@@ -144,31 +171,35 @@ def _losses(run: Path) -> list[float]:
 def test_two_ranks_one_set_of_outputs_identical_weights(runs):
     import torch
 
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     assert {p.name for p in (runs / "ddp").iterdir()} == RUN_FILES  # no per-rank copies, no temp files
     rows = [json.loads(x) for x in (runs / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["episode"] for r in rows if "loss" in r] == list(range(2, 17, 2))  # global episodes, once each
     assert [r["episode"] for r in rows if "val_acc" in r] == [8, 16]
-    ckpt = load_checkpoint(runs / "ddp" / "last.pt")
+    ckpt = read_checkpoint(runs / "ddp" / "last.pt")
     assert ckpt["episode"] == 16 and ckpt["step"] == 8 and ckpt["world_size"] == 2
     w0, w1 = torch.load(f"{runs}/ddp.rank0"), torch.load(f"{runs}/ddp.rank1")
     for k, v in ckpt["model"].items():
         if "running" not in k and "num_batches" not in k:  # BN statistics are per rank by design
             assert torch.equal(w0[k], w1[k]) and torch.equal(w0[k], v), k
     # 16 episodes at lr_step 4 (global episodes): the rate was halved 3 times, not 7.
-    assert ckpt["scheduler"]["lr"] == pytest.approx(1e-3 * 0.5 ** 3)
+    assert ckpt["scheduler"]["lr"] == pytest.approx(1e-3 * 0.5**3)
 
 
 def test_a_signal_to_one_rank_stops_all_after_the_same_step(runs):
     """SIGINT to rank 1 alone inside step 3: both ranks stop after step 3 (global episode 6) and
     exit 130, rank 0 alone writes last.pt, nothing is logged past it."""
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     assert [(runs / f"signal.rank{r}.exit").read_text() for r in (0, 1)] == ["130 6", "130 6"]
-    ckpt = load_checkpoint(runs / "signal" / "last.pt")
+    ckpt = read_checkpoint(runs / "signal" / "last.pt")
     assert ckpt["episode"] == 6 and ckpt["step"] == 3 and ckpt["world_size"] == 2
-    assert [r["episode"] for r in map(json.loads, (runs / "signal" / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
+    assert [r["episode"] for r in map(json.loads, (runs / "signal" / "metrics.jsonl").read_text().splitlines())] == [
+        2,
+        4,
+        6,
+    ]
     assert {p.name for p in (runs / "signal").iterdir()} == {"last.pt", "config.json", "metrics.jsonl"}
 
 
@@ -179,8 +210,9 @@ def test_two_ranks_match_one_process(runs, toy, tmp_path, monkeypatch):
     step, which Adam carries into the weights at about that size for these few steps."""
     import torch
 
-    ref = _single(toy, tmp_path / "one", monkeypatch, no_bn=True, augment="none", episodes=12, val_every=12,
-                  episodes_per_step=2)
+    ref = _single(
+        toy, tmp_path / "one", monkeypatch, no_bn=True, augment="none", episodes=12, val_every=12, episodes_per_step=2
+    )
     np.testing.assert_allclose(_losses(runs / "plain"), _losses(tmp_path / "one"), rtol=1e-4, atol=1e-5)
     ddp = torch.load(f"{runs}/plain.rank0")
     for k in ref:
@@ -192,12 +224,11 @@ def test_resume_two_ranks_on_one_process(runs, toy, tmp_path, monkeypatch):
     batch): the same run as 12 episodes on 2 ranks."""
     import torch
 
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     shutil.copytree(runs / "half", tmp_path / "half")
-    resumed = _single(toy, tmp_path / "half", monkeypatch, no_bn=True, resume=True, episodes=12,
-                      episodes_per_step=2)
-    ckpt = load_checkpoint(tmp_path / "half" / "last.pt")
+    resumed = _single(toy, tmp_path / "half", monkeypatch, no_bn=True, resume=True, episodes=12, episodes_per_step=2)
+    ckpt = read_checkpoint(tmp_path / "half" / "last.pt")
     assert ckpt["episode"] == 12 and ckpt["world_size"] == 1
     straight = torch.load(f"{runs}/plain.rank0")
     for k in straight:
@@ -205,16 +236,47 @@ def test_resume_two_ranks_on_one_process(runs, toy, tmp_path, monkeypatch):
     # With BatchNorm and augmentation, keeping the saved per-rank batch (1): trains on to the end.
     shutil.copytree(runs / "ddp", tmp_path / "bn")
     _single(toy, tmp_path / "bn", monkeypatch, no_bn=False, resume=True, episodes=20, episodes_per_step=0)
-    ckpt = load_checkpoint(tmp_path / "bn" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "bn" / "last.pt")
     assert ckpt["episode"] == 20 and ckpt["step"] == 12 and np.isfinite(_losses(tmp_path / "bn")[-1])
 
 
 def test_torchrun_command_line(toy, tmp_path):
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "edgemeta",
-            "train", "--data", str(toy), "--out", str(out), "--size", "16", "--episodes", "8", "--way", "3",
-            "--shot", "1", "--query", "2", "--val-every", "4", "--val-episodes", "6", "--test-way", "2",
-            "--augment", "none", "--no-progress", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "edgemeta",
+        "train",
+        "--data",
+        str(toy),
+        "--out",
+        str(out),
+        "--size",
+        "16",
+        "--episodes",
+        "8",
+        "--way",
+        "3",
+        "--shot",
+        "1",
+        "--query",
+        "2",
+        "--val-every",
+        "4",
+        "--val-episodes",
+        "6",
+        "--test-way",
+        "2",
+        "--augment",
+        "none",
+        "--no-progress",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

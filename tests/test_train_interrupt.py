@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import needs_torch, write_toy_mnist
+
 from edgemeta.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
@@ -34,9 +34,24 @@ def _cfg(toy, out, **kw):
     from edgemeta.train.loop import TrainConfig
 
     # log_every 5 and val_every 12: interrupts land inside a log window and away from validations.
-    base = dict(data=str(toy), out=str(out), way=4, shot=[1, 2], query=3, episodes=24, size=16, val_every=12,
-                val_episodes=20, test_way=2, test_shot=1, test_query=3, log_every=5, augment="full", seed=3,
-                lr_step=6)
+    base = dict(
+        data=str(toy),
+        out=str(out),
+        way=4,
+        shot=[1, 2],
+        query=3,
+        episodes=24,
+        size=16,
+        val_every=12,
+        val_episodes=20,
+        test_way=2,
+        test_shot=1,
+        test_query=3,
+        log_every=5,
+        augment="full",
+        seed=3,
+        lr_step=6,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -60,15 +75,16 @@ def _at_step(monkeypatch, steps: dict[int, object]) -> None:
         if count[0] in steps:
             steps[count[0]]()
         real(optimizer, lr)
+
     monkeypatch.setattr(loop, "set_learning_rate", hooked)
 
 
 def _assert_same_run(a, b) -> None:
     import torch
 
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
-    x, y = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    x, y = read_checkpoint(a / "last.pt"), read_checkpoint(b / "last.pt")
     assert x["episode"] == y["episode"] and x["best_val"] == y["best_val"]
     for k in x["model"]:
         assert torch.equal(x["model"][k], y["model"][k]), k
@@ -78,8 +94,8 @@ def _assert_same_run(a, b) -> None:
 
 
 def test_signals_save_the_current_episode_and_resume_exactly(toy, straight, tmp_path, monkeypatch):
-    from edgemeta.train.checkpoint import load_checkpoint
-    from edgemeta.train.interrupt import Interrupted
+    from edgemeta.runtime.errors import Interrupted
+    from edgemeta.train.checkpoint import read_checkpoint
     from edgemeta.train.loop import train
 
     out, handlers = tmp_path / "run", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
@@ -88,7 +104,7 @@ def test_signals_save_the_current_episode_and_resume_exactly(toy, straight, tmp_
         train(_cfg(toy, out), progress=False, checkpoint_minutes=0)
     assert caught.value.exit_code == 130 and caught.value.episode == 7
     assert f"saved {out / 'last.pt'}" in str(caught.value) and "--resume" in str(caught.value)
-    assert load_checkpoint(out / "last.pt")["episode"] == 7  # no validation before 12: the signal's save
+    assert read_checkpoint(out / "last.pt")["episode"] == 7  # no validation before 12: the signal's save
 
     # SIGTERM at step 17 (10 into the resumed run), and a second signal while last.pt is written.
     import edgemeta.train.loop as loop
@@ -100,11 +116,19 @@ def test_signals_save_the_current_episode_and_resume_exactly(toy, straight, tmp_
     def save_under_fire(path, state):
         os.kill(os.getpid(), signal.SIGINT)
         real_save(path, state)
-    _at_step(monkeypatch, {10: lambda: (os.kill(os.getpid(), signal.SIGTERM),
-                                        monkeypatch.setattr(loop, "save_checkpoint", save_under_fire))})
+
+    _at_step(
+        monkeypatch,
+        {
+            10: lambda: (
+                os.kill(os.getpid(), signal.SIGTERM),
+                monkeypatch.setattr(loop, "save_checkpoint", save_under_fire),
+            )
+        },
+    )
     with pytest.raises(Interrupted) as caught:
         train(_cfg(toy, out), resume=True, progress=False, checkpoint_minutes=0)
-    assert caught.value.exit_code == 143 and load_checkpoint(out / "last.pt")["episode"] == 17
+    assert caught.value.exit_code == 143 and read_checkpoint(out / "last.pt")["episode"] == 17
     assert not list(out.glob(".*.tmp"))
     monkeypatch.undo()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # put back
@@ -116,7 +140,7 @@ def test_timed_save_survives_a_crash_and_resumes_exactly(toy, straight, tmp_path
     """A crash (no save of its own) right after step 10's log row: the timed save after step 9 is
     resumed from, and the row logged after it is dropped and redone."""
     import edgemeta.train.loop as loop
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     out = tmp_path / "run"
     real_log, crash_after = loop.log_row, {"episode": 10}
@@ -125,11 +149,12 @@ def test_timed_save_survives_a_crash_and_resumes_exactly(toy, straight, tmp_path
         real_log(stream, **row)
         if row.get("episode") == crash_after["episode"]:
             raise RuntimeError("simulated crash")
+
     monkeypatch.setattr(loop, "log_row", log_then_crash)
     minutes = 1e-9  # every step is older than this: a timed save after each step
     with pytest.raises(RuntimeError, match="simulated crash"):
         loop.train(_cfg(toy, out), progress=False, checkpoint_minutes=minutes)
-    assert load_checkpoint(out / "last.pt")["episode"] == 9
+    assert read_checkpoint(out / "last.pt")["episode"] == 9
     assert metrics_rows(out)[-1]["episode"] == 10
     monkeypatch.undo()
     loop.train(_cfg(toy, out), resume=True, progress=False, checkpoint_minutes=minutes)
@@ -143,14 +168,37 @@ def test_timed_save_survives_a_crash_and_resumes_exactly(toy, straight, tmp_path
 
 
 def _cli(toy, out, *extra):
-    argv = ["train", "--data", str(toy), "--out", str(out), "--size", "16", "--episodes", "4", "--way", "3",
-            "--shot", "1", "--query", "2", "--val-every", "4", "--val-episodes", "4", "--test-way", "2",
-            "--no-progress", "--json", *extra]
+    argv = [
+        "train",
+        "--data",
+        str(toy),
+        "--out",
+        str(out),
+        "--size",
+        "16",
+        "--episodes",
+        "4",
+        "--way",
+        "3",
+        "--shot",
+        "1",
+        "--query",
+        "2",
+        "--val-every",
+        "4",
+        "--val-episodes",
+        "4",
+        "--test-way",
+        "2",
+        "--no-progress",
+        "--json",
+        *extra,
+    ]
     return CliRunner().invoke(main, argv)
 
 
 def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(toy, tmp_path):
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     run = tmp_path / "run"
     run.mkdir()
@@ -160,14 +208,17 @@ def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(toy, tmp_path):
     result = _cli(toy, run)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
-        (f"Error: --out {run} already holds a run (config.json, best.pt, metrics.jsonl); add --resume to continue "
-         "it or --overwrite to replace it")]
+        (
+            f"Error: --out {run} already holds a run (config.json, best.pt, metrics.jsonl); add --resume to continue "
+            "it or --overwrite to replace it"
+        )
+    ]
     assert {name: (run / name).read_text() for name in old} == old  # untouched
 
     result = _cli(toy, run, "--overwrite")
     assert result.exit_code == 0, result.output
     assert [r["episode"] for r in metrics_rows(run)] == [4]  # the new run's row only: nothing appended
-    assert load_checkpoint(run / "best.pt")["episode"] == 4
+    assert read_checkpoint(run / "best.pt")["episode"] == 4
 
     result = _cli(toy, run, "--overwrite", "--resume")
     assert result.exit_code == 1 and "Error: --resume and --overwrite exclude each other" in result.output

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import needs_torch, write_toy_mnist
+
 from edgemeta.cli import main
 
 pytestmark = needs_torch
@@ -22,9 +22,24 @@ def toy(tmp_path):
 def _cfg(toy, out, **kw):
     from edgemeta.train.loop import TrainConfig
 
-    base = dict(data=str(toy), out=str(out), way=4, shot=[1, 2], query=3, episodes=24, size=16, val_every=12,
-                val_episodes=20, test_way=2, test_shot=1, test_query=3, log_every=2, augment="full", seed=3,
-                lr_step=6)
+    base = dict(
+        data=str(toy),
+        out=str(out),
+        way=4,
+        shot=[1, 2],
+        query=3,
+        episodes=24,
+        size=16,
+        val_every=12,
+        val_episodes=20,
+        test_way=2,
+        test_shot=1,
+        test_query=3,
+        log_every=2,
+        augment="full",
+        seed=3,
+        lr_step=6,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -44,13 +59,13 @@ def test_loss_falls_and_outputs(toy, tmp_path):
 def test_checkpoint_round_trip_and_exact_resume(toy, tmp_path):
     import torch
 
-    from edgemeta.train.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
+    from edgemeta.train.checkpoint import CheckpointError, build_model_from_checkpoint, read_checkpoint
     from edgemeta.train.loop import train
 
     train(_cfg(toy, tmp_path / "straight"), progress=False)
     train(_cfg(toy, tmp_path / "resumed", episodes=12), progress=False)
     train(_cfg(toy, tmp_path / "resumed", episodes=24), resume=True, progress=False)
-    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    a, b = read_checkpoint(tmp_path / "straight" / "last.pt"), read_checkpoint(tmp_path / "resumed" / "last.pt")
     assert a["episode"] == b["episode"] == 24
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -63,15 +78,18 @@ def test_checkpoint_round_trip_and_exact_resume(toy, tmp_path):
     assert not model.training and model(torch.zeros(2, 1, 16, 16)).shape == (2, 64)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
-        load_checkpoint(tmp_path / "bad.pt")
+        read_checkpoint(tmp_path / "bad.pt")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--data", "/nonexistent/data"], "not found"),
-    (["--split", "lake"], "unknown split"),
-    (["--way", "50"], "--way 50"),
-    (["--way", "3", "--shot", "10", "--query", "5"], "--shot + --query"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "/nonexistent/data"], "not found"),
+        (["--split", "lake"], "unknown split"),
+        (["--way", "50"], "--way 50"),
+        (["--way", "3", "--shot", "10", "--query", "5"], "--shot + --query"),
+    ],
+)
 def test_cli_errors(toy, tmp_path, args, message):
     base = {"--data": str(toy), "--out": str(tmp_path / "run"), "--size": "16", "--episodes": "4"}
     for k, v in zip(args[::2], args[1::2]):
@@ -83,26 +101,69 @@ def test_cli_errors(toy, tmp_path, args, message):
 
 
 def test_cli_trains(toy, tmp_path):
-    argv = ["train", "--data", str(toy), "--out", str(tmp_path / "run"), "--size", "16", "--episodes", "6",
-            "--way", "3", "--shot", "1", "--query", "2", "--val-every", "6", "--val-episodes", "10", "--test-way", "2",
-            "--no-progress", "--json"]
+    argv = [
+        "train",
+        "--data",
+        str(toy),
+        "--out",
+        str(tmp_path / "run"),
+        "--size",
+        "16",
+        "--episodes",
+        "6",
+        "--way",
+        "3",
+        "--shot",
+        "1",
+        "--query",
+        "2",
+        "--val-every",
+        "6",
+        "--val-episodes",
+        "10",
+        "--test-way",
+        "2",
+        "--no-progress",
+        "--json",
+    ]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["episodes"] == 6
 
 
-
 def test_cli_resume_keeps_the_runs_own_data_and_episode_count(toy, tmp_path):
     import torch
 
-    from edgemeta.train.checkpoint import load_checkpoint
+    from edgemeta.train.checkpoint import read_checkpoint
 
     run = tmp_path / "run"
-    argv = ["train", "--data", str(toy), "--out", str(run), "--size", "16", "--episodes", "6", "--way", "3",
-            "--shot", "1", "--query", "2", "--val-every", "3", "--val-episodes", "10", "--test-way", "2",
-            "--no-progress", "--json"]
+    argv = [
+        "train",
+        "--data",
+        str(toy),
+        "--out",
+        str(run),
+        "--size",
+        "16",
+        "--episodes",
+        "6",
+        "--way",
+        "3",
+        "--shot",
+        "1",
+        "--query",
+        "2",
+        "--val-every",
+        "3",
+        "--val-episodes",
+        "10",
+        "--test-way",
+        "2",
+        "--no-progress",
+        "--json",
+    ]
     assert CliRunner().invoke(main, argv).exit_code == 0
-    ckpt = load_checkpoint(run / "last.pt")
+    ckpt = read_checkpoint(run / "last.pt")
     ckpt["episode"], ckpt["step"] = 3, 3  # as if killed halfway
     torch.save(ckpt, run / "last.pt")
     rows = "".join(json.dumps({"episode": e, "loss": 1.0, "train_acc": 0.5}) + "\n" for e in range(1, 6))
@@ -113,35 +174,41 @@ def test_cli_resume_keeps_the_runs_own_data_and_episode_count(toy, tmp_path):
     # Rows after the checkpoint were redone, not repeated: the curves never fold back.
     episodes = [json.loads(line)["episode"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert episodes == [1, 2, 3, 6], episodes
-    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--episodes", "9", "--no-progress", "--json"])
+    result = CliRunner().invoke(
+        main, ["train", "--out", str(run), "--resume", "--episodes", "9", "--no-progress", "--json"]
+    )
     assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["episodes"] == 9
-    for argv, code, message in ((["train", "--out", str(tmp_path / "none"), "--resume"], 1, "to continue; give --data"),
-                                (["train", "--out", str(tmp_path / "none")], 2, "Missing option '--data'")):
+    for argv, code, message in (
+        (["train", "--out", str(tmp_path / "none"), "--resume"], 1, "to continue; give --data"),
+        (["train", "--out", str(tmp_path / "none")], 2, "Missing option '--data'"),
+    ):
         result = CliRunner().invoke(main, argv)
         assert result.exit_code == code and message in result.output and "Traceback" not in result.output
+
 
 def test_init_warm_starts_from_another_run(toy, tmp_path):
     import torch
 
-    from edgemeta.train.checkpoint import CheckpointError, load_checkpoint
+    from edgemeta.train.checkpoint import CheckpointError, read_checkpoint
     from edgemeta.train.loop import train
 
     train(_cfg(toy, tmp_path / "first", episodes=12), progress=False)
-    first = load_checkpoint(tmp_path / "first")["model"]
+    first = read_checkpoint(tmp_path / "first")["model"]
     # One episode at a tiny learning rate: the second run must start from the first one's weights.
     train(_cfg(toy, tmp_path / "second", episodes=1, lr=1e-9, init=str(tmp_path / "first")), progress=False)
-    second = load_checkpoint(tmp_path / "second" / "last.pt")
+    second = read_checkpoint(tmp_path / "second" / "last.pt")
     assert second["episode"] == 1  # the count, schedule and optimizer start afresh
     for name, value in first.items():
         if value.dtype.is_floating_point and "running" not in name:  # BN statistics move in train mode
             assert torch.allclose(value, second["model"][name], atol=1e-6), name
     # A higher input size keeps the weights (fine-tuning at a new resolution); another backbone does not.
     train(_cfg(toy, tmp_path / "bigger", episodes=1, lr=1e-9, size=20, init=str(tmp_path / "first")), progress=False)
-    bigger = load_checkpoint(tmp_path / "bigger" / "last.pt")
+    bigger = read_checkpoint(tmp_path / "bigger" / "last.pt")
     assert bigger["config"]["size"] == 20
     assert torch.allclose(first["encoder.0.0.weight"], bigger["model"]["encoder.0.0.weight"], atol=1e-6)
     with pytest.raises(CheckpointError, match="its backbone is 'conv4', this run's is 'resnet12'"):
         train(_cfg(toy, tmp_path / "third", backbone="resnet12", init=str(tmp_path / "first")), progress=False)
-    result = CliRunner().invoke(main, ["train", "--data", str(toy), "--out", str(tmp_path / "x"),
-                                       "--init", str(tmp_path / "missing")])
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(toy), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "missing")]
+    )
     assert result.exit_code != 0 and "does not exist" in result.output

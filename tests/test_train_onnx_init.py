@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import needs_torch, write_toy_mnist
+
 from edgemeta.cli import main
 
 pytestmark = [needs_torch, pytest.mark.torch]
@@ -23,8 +23,9 @@ def exported_run(tmp_path_factory):
     toy = write_toy_mnist(root)
     train(_cfg(toy, root / "run", episodes=12), progress=False)
     out = root / "run.onnx"
-    result = CliRunner().invoke(main, ["export", str(root / "run"), "--out", str(out), "--exporter", "legacy",
-                                       "--episodes", "20"])
+    result = CliRunner().invoke(
+        main, ["export", str(root / "run"), "--out", str(out), "--exporter", "legacy", "--episodes", "20"]
+    )
     assert result.exit_code == 0, result.output
     return toy, root / "run", out
 
@@ -63,12 +64,12 @@ def test_train_init_from_onnx_starts_at_its_weights(exported_run, tmp_path) -> N
     from test_train_loop import _cfg
 
     from edgemeta.runtime import EmbeddingModel
-    from edgemeta.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from edgemeta.train.checkpoint import build_model_from_checkpoint, read_checkpoint
     from edgemeta.train.loop import train
 
     toy, _, onnx_path = exported_run
     train(_cfg(toy, tmp_path / "tuned", episodes=1, lr=1e-9, init=str(onnx_path)), progress=False)
-    ckpt = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "tuned" / "last.pt")
     for i, folded in enumerate(_folded_conv_weights(onnx_path)):
         assert torch.allclose(ckpt["model"][f"encoder.{i}.0.weight"], torch.from_numpy(np.array(folded)), atol=1e-6)
     x = np.random.default_rng(0).random((32, 1, 16, 16), dtype=np.float32)
@@ -79,15 +80,36 @@ def test_train_init_from_onnx_starts_at_its_weights(exported_run, tmp_path) -> N
     assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
     # Fine-tuning at a higher resolution: the weights carry over (checked at the file's size).
     train(_cfg(toy, tmp_path / "bigger", episodes=1, lr=1e-9, size=20, init=str(onnx_path)), progress=False)
-    bigger = load_checkpoint(tmp_path / "bigger" / "last.pt")
+    bigger = read_checkpoint(tmp_path / "bigger" / "last.pt")
     assert bigger["config"]["size"] == 20
     assert torch.allclose(bigger["model"]["encoder.0.0.weight"], ckpt["model"]["encoder.0.0.weight"], atol=1e-6)
 
 
 def _invoke_init(toy, out, init, *extra: str):
-    return CliRunner().invoke(main, ["train", "--data", str(toy), "--out", str(out), "--init", str(init),
-                                     "--episodes", "1", "--size", "16", "--way", "3", "--shot", "1",
-                                     "--query", "2", "--no-progress", *extra])
+    return CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(toy),
+            "--out",
+            str(out),
+            "--init",
+            str(init),
+            "--episodes",
+            "1",
+            "--size",
+            "16",
+            "--way",
+            "3",
+            "--shot",
+            "1",
+            "--query",
+            "2",
+            "--no-progress",
+            *extra,
+        ],
+    )
 
 
 def test_init_from_onnx_refuses_what_it_cannot_use(exported_run, tmp_path) -> None:
@@ -101,8 +123,11 @@ def test_init_from_onnx_refuses_what_it_cannot_use(exported_run, tmp_path) -> No
         (linear_model(tmp_path / "plain.onnx", with_metadata=False), (), "not an edgemeta model"),
         (garbage, (), "not a readable ONNX file"),
         (linear_model(tmp_path / "linear.onnx"), (), "its backbone is None"),
-        (linear_model(tmp_path / "scaled.onnx", meta=_conv4_meta_with(metadata, mean=[0.5])), (),
-         "its preprocess mean is [0.5], this run's is [0.0]"),
+        (
+            linear_model(tmp_path / "scaled.onnx", meta=_conv4_meta_with(metadata, mean=[0.5])),
+            (),
+            "its preprocess mean is [0.5], this run's is [0.0]",
+        ),
     ]
     for init, extra, message in cases:
         result = _invoke_init(toy, tmp_path / "x", init, *extra)
@@ -119,12 +144,25 @@ def _conv4_meta_with(metadata, **preprocess):
 def test_init_from_an_int8_file_asks_for_the_fp32_one(tmp_path) -> None:
     from test_export import make_checkpoint
 
-    from edgemeta.train.checkpoint import CheckpointError
+    from edgemeta.runtime.errors import CheckpointError
     from edgemeta.train.onnx_init import read_onnx
 
     q = tmp_path / "q.onnx"
-    result = CliRunner().invoke(main, ["export", str(make_checkpoint(tmp_path / "c.pt")), "--out", str(q),
-                                       "--int8", "--exporter", "legacy", "--episodes", "20", "--force"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(make_checkpoint(tmp_path / "c.pt")),
+            "--out",
+            str(q),
+            "--int8",
+            "--exporter",
+            "legacy",
+            "--episodes",
+            "20",
+            "--force",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with pytest.raises(CheckpointError, match="start from the fp32 file"):
         read_onnx(q)

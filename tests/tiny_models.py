@@ -15,25 +15,44 @@ SIZE = 8
 
 def metadata(dim: int, size: int = SIZE, channels: int = 1, **overrides: Any) -> dict[str, Any]:
     meta = {
-        "format_version": 1, "input_name": "images", "output_name": "embeddings",
-        "embedding_dim": dim, "metric": "sqeuclidean", "threshold": None,
-        "preprocess": {"size": [size, size], "channels": channels, "resize": "bilinear",
-                       "polarity": "light_on_dark" if channels == 1 else "none", "auto_polarity": True,
-                       "mean": [0.0] * channels, "std": [1.0] * channels},
-        "training": {"data": "synthetic"}, "accuracy": {},
+        "format_version": 1,
+        "input_name": "images",
+        "output_name": "embeddings",
+        "embedding_dim": dim,
+        "metric": "sqeuclidean",
+        "threshold": None,
+        "preprocess": {
+            "size": [size, size],
+            "channels": channels,
+            "resize": "bilinear",
+            "polarity": "light_on_dark" if channels == 1 else "none",
+            "auto_polarity": True,
+            "mean": [0.0] * channels,
+            "std": [1.0] * channels,
+        },
+        "training": {"data": "synthetic"},
+        "accuracy": {},
     }
     meta.update(overrides)
     return meta
 
 
-def linear_model(path: Path, weights: np.ndarray | None = None, size: int = SIZE, channels: int = 1,
-                 meta: dict[str, Any] | None = None, with_metadata: bool = True) -> Path:
+def linear_model(
+    path: Path,
+    weights: np.ndarray | None = None,
+    size: int = SIZE,
+    channels: int = 1,
+    meta: dict[str, Any] | None = None,
+    with_metadata: bool = True,
+) -> Path:
     """Embedding = flatten(image) @ weights; weights float32 [C*size*size, D] (identity by default)."""
     n_in = channels * size * size
     w = np.eye(n_in, dtype=np.float32) if weights is None else weights.astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["images"], ["flat"], axis=1),
-         helper.make_node("MatMul", ["flat", "W"], ["embeddings"])],
+        [
+            helper.make_node("Flatten", ["images"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["embeddings"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, size, size])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", w.shape[1]])],
@@ -52,7 +71,7 @@ def class_image(k: int, rng: np.random.Generator | None = None, size: int = SIZE
     """uint8 [size, size]: a bright 3x3 square at a place that depends on class k, dark background."""
     img = np.zeros((size, size), dtype=np.uint8)
     r, c = divmod(k, size - 4)
-    img[1 + r:4 + r, 1 + c:4 + c] = 255
+    img[1 + r : 4 + r, 1 + c : 4 + c] = 255
     if rng is not None:
         img = np.clip(img.astype(int) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
         img[0, :] = img[-1, :] = img[:, 0] = img[:, -1] = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -43,8 +43,10 @@ class ResBlock(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(3):
-            layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels)]
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            ]
             if i < 2:
                 layers.append(nn.LeakyReLU(0.1, inplace=True))
         self.body = nn.Sequential(*layers)
@@ -87,8 +89,9 @@ class MobileNetV3Small(nn.Module):
         net = mobilenet_v3_small(weights=None, width_mult=width_mult)
         stem = net.features[0][0]
         if in_channels != stem.in_channels:
-            net.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride,
-                                           stem.padding, bias=False)
+            net.features[0][0] = nn.Conv2d(
+                in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+            )
         self.features = net.features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,7 @@ rebuilds the network from the config alone.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgemeta.runtime.errors import DataError
-from edgemeta.runtime.store import fsync_dir
+from edgemeta.runtime.errors import CheckpointError
+from edgemeta.runtime.files import atomic_write, temp_pattern
 
 from .backbones import build_backbone
 
@@ -26,40 +24,23 @@ FORMAT = "edgemeta-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(DataError):
-    """A checkpoint file is missing, corrupted, or not an edgemeta checkpoint."""
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus format and version) to ``path`` atomically and durably: a crash or
     a killed worker at any moment leaves the previous file (or none), never a torn one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600; a checkpoint is as readable as any output
-                os.fchmod(f.fileno(), 0o644)
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
     _remove_stale_temps(path)
 
 
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files of ``path`` left by writers that were killed mid-save. Only rank 0
     of one run writes a run folder, so any other temp of this name belongs to a dead writer."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in path.parent.glob(temp_pattern(path.name)):
         with contextlib.suppress(OSError):
             stale.unlink()
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path`` (or ``RUN_DIR/best.pt`` for a folder), on the CPU."""
     path = Path(path)
     if path.is_dir():
@@ -69,11 +50,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"not a readable checkpoint: {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise CheckpointError(
+            f"not a readable checkpoint: {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"not an edgemeta checkpoint: {path}")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint version {ckpt.get('version')} of {path} is not supported (expected {VERSION})")
+        raise CheckpointError(
+            f"checkpoint version {ckpt.get('version')} of {path} is not supported (expected {VERSION})"
+        )
     for key in ("config", "model"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"checkpoint {path} lacks its {key!r}")

@@ -29,8 +29,13 @@ def plot_curves(metrics_path: Path, out_png: Path) -> str | None:
     ax1.set_xlabel("episodes"), ax1.set_ylabel("loss"), ax1.legend()
     ax2.plot([r["episode"] for r in train], [r["train_acc"] for r in train], label="train acc")
     if val:
-        ax2.errorbar([r["episode"] for r in val], [r["val_acc"] for r in val],
-                     yerr=[r["val_ci95"] for r in val], label=f"val acc ({val[-1].get('val_task', '')})", capsize=2)
+        ax2.errorbar(
+            [r["episode"] for r in val],
+            [r["val_acc"] for r in val],
+            yerr=[r["val_ci95"] for r in val],
+            label=f"val acc ({val[-1].get('val_task', '')})",
+            capsize=2,
+        )
     ax2.set_xlabel("episodes"), ax2.set_ylabel("accuracy"), ax2.legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)

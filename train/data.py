@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeta.lab.datasets import FewShotData, is_omniglot, load_source
+from edgemeta.lab.datasets import FewShotData, held_out_classes, is_omniglot, load_source
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
@@ -15,24 +15,12 @@ def subset(data: FewShotData, keep: np.ndarray) -> FewShotData:
     """The classes where ``keep`` (bool [num_classes]) is True, relabelled 0..n-1."""
     new_label = np.cumsum(keep) - 1
     rows = keep[data.targets]
-    return FewShotData(data.images[rows], new_label[data.targets[rows]].astype(np.int64),
-                       [n for n, k in zip(data.class_names, keep) if k],
-                       [g for g, k in zip(data.class_groups, keep) if k])
-
-
-def held_out_classes(data: FewShotData, groups: int, min_classes: int) -> np.ndarray:
-    """bool [num_classes]: a fixed slice of whole groups (alphabets) -- or 10% of the classes
-    when there are no groups -- to validate on. Never depends on the seed, so runs compare."""
-    rng = np.random.default_rng(20240601)
-    names = sorted({g for g in data.class_groups if g})
-    if len(names) > groups >= 1:
-        chosen = set(rng.choice(names, size=groups, replace=False).tolist())
-        return np.array([g in chosen for g in data.class_groups])
-    n = max(min_classes, data.num_classes // 10)
-    mask = np.zeros(data.num_classes, dtype=bool)
-    if data.num_classes - n >= min_classes:
-        mask[rng.choice(data.num_classes, size=n, replace=False)] = True
-    return mask
+    return FewShotData(
+        data.images[rows],
+        new_label[data.targets[rows]].astype(np.int64),
+        [n for n, k in zip(data.class_names, keep) if k],
+        [g for g, k in zip(data.class_groups, keep) if k],
+    )
 
 
 def _unrotated(data: FewShotData) -> np.ndarray:
@@ -59,9 +47,13 @@ def load_train_val(cfg: Any, spec: PreprocessSpec) -> tuple[FewShotData, FewShot
     _check_fits(train, cfg.way, max(cfg.shot) + cfg.query, "training")
     if val is not None and _eligible(val, cfg.test_shot + cfg.test_query) < cfg.test_way:
         val = None
-    info = {"train_classes": train.num_classes, "train_images": int(len(train.targets)),
-            "val_classes": val.num_classes if val is not None else 0, "val_split": val_split,
-            "val_held_out_groups": sorted({g for g in (val.class_groups if val and not val_split else []) if g})}
+    info = {
+        "train_classes": train.num_classes,
+        "train_images": int(len(train.targets)),
+        "val_classes": val.num_classes if val is not None else 0,
+        "val_split": val_split,
+        "val_held_out_groups": sorted({g for g in (val.class_groups if val and not val_split else []) if g}),
+    }
     return train, val, info
 
 
@@ -74,5 +66,7 @@ def _check_fits(data: FewShotData, way: int, need: int, what: str) -> None:
         raise DataError(f"--way {way} is above the {data.num_classes} {what} classes of the data")
     if _eligible(data, need) < way:
         most = int(data.counts().max()) if data.num_classes else 0
-        raise DataError(f"--shot + --query = {need} is above the examples per class "
-                        f"(at most {most}; {_eligible(data, need)} classes have {need})")
+        raise DataError(
+            f"--shot + --query = {need} is above the examples per class "
+            f"(at most {most}; {_eligible(data, need)} classes have {need})"
+        )

@@ -6,7 +6,7 @@ and the training loop runs exactly as a single process.
 Choices (see ``train/README_distributed.md``):
 
 - Episodes: every rank draws the same global batch of episode *indices* from one shared
-  sampler stream (same seed everywhere) and keeps its own slice (``EpisodeSampler(shard=...)``),
+  sampler stream (same seed everywhere) and keeps its own slice (``TrainingEpisodeSampler(shard=...)``),
   so ranks train on distinct episodes, the episodes of ``R`` ranks x ``E`` equal those of one
   process x ``R * E``, and resuming with another world size only needs the one sampler state.
   Drawing indices costs a few tiny tensor ops; only the rank's own images are gathered.
@@ -85,8 +85,9 @@ def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
         return model
     ddp = torch.nn.parallel.DistributedDataParallel
     # Newer torch renames the switch (buffers are still synced once at construction).
-    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
-               else "broadcast_buffers")
+    no_sync = (
+        "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    )
     device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
     return ddp(model, device_ids=device_ids, **{no_sync: False})
 
@@ -135,4 +136,3 @@ def rank_seed(seed: int, rank: int, episode: int) -> int:
     if rank == 0 and episode == 0:
         return seed
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank, episode]).generate_state(1)[0])
-

@@ -19,22 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from edgemeta.runtime.errors import Interrupted
+
 from . import distributed
 from .distributed import DistInfo
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(Exception):
-    """Training stopped by a signal after saving ``path`` at ``episode``; ``exit_code`` is the
-    shell's convention (128 + signal number: 130 for SIGINT, 143 for SIGTERM)."""
-
-    def __init__(self, signum: int, path: Path, episode: int) -> None:
-        self.signum, self.path, self.episode = signum, Path(path), episode
-        self.exit_code = 128 + signum
-        name = signal.Signals(signum).name
-        super().__init__(f"interrupted by {name} at episode {episode}; saved {self.path}; continue with: "
-                         f"edgemeta train --out {self.path.parent} --resume")
 
 
 class RunGuard:

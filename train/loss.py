@@ -23,7 +23,9 @@ def prototypes(support: torch.Tensor) -> torch.Tensor:
 def distances(queries: torch.Tensor, protos: torch.Tensor, metric: str = "sqeuclidean") -> torch.Tensor:
     """queries [E, M, D], prototypes [E, N, D] -> distances [E, M, N] (smaller is closer).
 
-    sqeuclidean: ``|q|^2 - 2 q.p + |p|^2`` with one batched matmul; cosine: ``1 - cos``.
+    sqeuclidean: ``|q|^2 - 2 q.p + |p|^2`` with one batched matmul, the formula the runtime predicts
+    with (``edgemeta.runtime.nearest.squared_distances``; tests/test_nearest.py checks that the logits
+    equal minus its distances); cosine: ``1 - cos``.
     """
     if metric == "sqeuclidean":
         qq = queries.pow(2).sum(-1, keepdim=True)
@@ -34,7 +36,9 @@ def distances(queries: torch.Tensor, protos: torch.Tensor, metric: str = "sqeucl
     raise ValueError(f"unknown metric {metric!r}; one of {METRICS}")
 
 
-def episode_logits(embeddings: torch.Tensor, shot: int, metric: str = "sqeuclidean") -> tuple[torch.Tensor, torch.Tensor]:
+def episode_logits(
+    embeddings: torch.Tensor, shot: int, metric: str = "sqeuclidean"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """embeddings [E, N, K + Q, D] -> (logits [E, N * Q, N], labels [N * Q]).
 
     Query ``n * Q + j`` belongs to class n. Computed in float32 whatever the autocast dtype.

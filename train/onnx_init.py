@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError
+from edgemeta.runtime.errors import CheckpointError
 
 CALIBRATION_IMAGES = 1024
 AGREEMENT_TOLERANCE = 1e-3  # max |torch - onnxruntime| relative to the embeddings' scale
@@ -50,7 +50,9 @@ def read_onnx(path: str | Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, 
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        raise CheckpointError("--init from an .onnx file needs the onnx package: pip install 'edgemeta[export]'") from None
+        raise CheckpointError(
+            "--init from an .onnx file needs the onnx package: pip install 'edgemeta[export]'"
+        ) from None
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends: anything unreadable is one error
@@ -65,8 +67,10 @@ def read_onnx(path: str | Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, 
             w = weights.get(node.input[1])
             b = weights.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
             if w is None:  # e.g. an int8 file: weights come through DequantizeLinear
-                raise CheckpointError(f"--init {path}: its convolution weights are not plain tensors "
-                                      "(an int8 file?); start from the fp32 file")
+                raise CheckpointError(
+                    f"--init {path}: its convolution weights are not plain tensors "
+                    "(an int8 file?); start from the fp32 file"
+                )
             convs.append((w, b))
     return json.loads(meta["edgemeta"]), convs
 
@@ -76,7 +80,9 @@ def check_compatible(path: str | Path, meta: dict[str, Any], cfg: Any, spec: dic
     preprocessing, ``PreprocessSpec.to_dict()``); the size may differ."""
     training, pre = meta.get("training") or {}, meta.get("preprocess") or {}
     if training.get("backbone") != cfg.backbone:
-        raise CheckpointError(f"--init {path}: its backbone is {training.get('backbone')!r}, this run's is {cfg.backbone!r}")
+        raise CheckpointError(
+            f"--init {path}: its backbone is {training.get('backbone')!r}, this run's is {cfg.backbone!r}"
+        )
     for key, value in spec.items():
         if key != "size" and pre.get(key) != value:
             raise CheckpointError(f"--init {path}: its preprocess {key} is {pre.get(key)!r}, this run's is {value!r}")
@@ -89,13 +95,17 @@ def load_folded(model: nn.Module, convs: list[tuple[np.ndarray, np.ndarray | Non
     covered = {id(p) for _, conv, bn in pairs for m in (conv, bn) if m is not None for p in m.parameters()}
     uncovered = [n for n, p in model.named_parameters() if id(p) not in covered]
     if len(pairs) != len(convs) or uncovered:
-        raise CheckpointError(f"--init {path} does not fit this network: {len(convs)} convolutions in the file, "
-                              f"{len(pairs)} in the network" + (f", and {uncovered[0]} has no counterpart" if uncovered else ""))
+        raise CheckpointError(
+            f"--init {path} does not fit this network: {len(convs)} convolutions in the file, "
+            f"{len(pairs)} in the network" + (f", and {uncovered[0]} has no counterpart" if uncovered else "")
+        )
     with torch.no_grad():
         for (name, conv, bn), (w, b) in zip(pairs, convs):
             if tuple(w.shape) != tuple(conv.weight.shape):
-                raise CheckpointError(f"--init {path} does not fit this network: {name}.weight is "
-                                      f"{tuple(conv.weight.shape)} here, {tuple(w.shape)} in the file")
+                raise CheckpointError(
+                    f"--init {path} does not fit this network: {name}.weight is "
+                    f"{tuple(conv.weight.shape)} here, {tuple(w.shape)} in the file"
+                )
             conv.weight.copy_(torch.from_numpy(np.array(w)))
             bias = torch.zeros(w.shape[0]) if b is None else torch.from_numpy(np.array(b))
             if bn is None:
@@ -130,7 +140,7 @@ def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 256
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch):
-                model(images[start:start + batch])
+                model(images[start : start + batch])
     finally:
         for h in hooks:
             h.remove()
@@ -147,12 +157,12 @@ def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 256
 def check_agreement(model: nn.Module, path: str | Path, images: torch.Tensor, file_size: tuple[int, int]) -> None:
     """The rebuilt network (eval mode) must compute what onnxruntime computes from the file
     (images: float [N, C, H, W] model inputs, resized to the file's size when they differ)."""
-    import onnxruntime as ort
+    from edgemeta.runtime.session import make_session
 
     x = images[:64]
     if tuple(x.shape[-2:]) != tuple(file_size):  # fine-tuning at another size: compare at the file's
         x = torch.nn.functional.interpolate(x, size=tuple(file_size), mode="bilinear", align_corners=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = make_session(path)
     expected = session.run(None, {session.get_inputs()[0].name: x.numpy().astype(np.float32)})[0]
     was_training = model.training
     model.eval()
@@ -165,8 +175,9 @@ def check_agreement(model: nn.Module, path: str | Path, images: torch.Tensor, fi
         raise CheckpointError(f"{path}: the rebuilt network does not reproduce the file (relative error {err:.2g})")
 
 
-def warm_start_from_onnx(model: nn.Module, cfg: Any, spec: dict[str, Any], train_images: torch.Tensor,
-                         to_input: Any) -> None:
+def warm_start_from_onnx(
+    model: nn.Module, cfg: Any, spec: dict[str, Any], train_images: torch.Tensor, to_input: Any
+) -> None:
     """Load ``cfg.init`` (an edgemeta ONNX file) into ``model`` (on the CPU or any device).
 
     spec: this run's preprocessing (``PreprocessSpec.to_dict()``); train_images: uint8
@@ -196,7 +207,9 @@ def network_from_onnx(path: str | Path) -> nn.Module:
     meta, convs = read_onnx(path)
     training, pre = meta.get("training") or {}, meta.get("preprocess") or {}
     try:
-        model = build_backbone(str(training.get("backbone")), int(pre["channels"]), **(training.get("backbone_kwargs") or {}))
+        model = build_backbone(
+            str(training.get("backbone")), int(pre["channels"]), **(training.get("backbone_kwargs") or {})
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild its network ({e})") from None
     load_folded(model, convs, path)

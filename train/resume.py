@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgemeta.runtime.errors import DataError
+from edgemeta.runtime.errors import CheckpointError, DataError, RunExistsError
+from edgemeta.runtime.files import atomic_write, temp_pattern
 
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import read_checkpoint
 from .distributed import DistInfo
 
 RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl")  # any of these: the folder holds a run
 OUTPUTS = (*RUN_FILES, "summary.json", "curves.png")
-# What a resumed loop continues from, besides weights, optimizer and RNG states.
-STATE_KEYS = ("episode", "step", "best_val", "bad_vals", "elapsed", "time_to_target", "log_window")
-
-
-class RunExistsError(DataError):
-    """``--out`` already holds a run and neither ``--resume`` nor ``--overwrite`` was given."""
 
 
 def resume_checkpoint(out: Path, resume: bool, info: DistInfo) -> dict[str, Any] | None:
     """``out/last.pt`` when resuming, read by rank 0 and sent to all: no shared disk needed."""
     ckpt = None
     if resume and info.is_main and (out / "last.pt").is_file():
-        ckpt = load_checkpoint(out / "last.pt")
+        ckpt = read_checkpoint(out / "last.pt")
     return distributed.from_main(ckpt, info)
 
 
@@ -45,9 +39,7 @@ def trim_metrics(path: Path, episode: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.endswith("\n") and _row_episode(line) <= episode]
     if len(kept) != len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        atomic_write(path, "".join(kept).encode())
 
 
 def _row_episode(line: str) -> float:
@@ -71,11 +63,17 @@ def saved_config(ckpt: dict[str, Any], cfg: Any) -> Any:
     return restored
 
 
-def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, samplers: list,
-            pipe: Any, info: DistInfo) -> dict[str, Any]:
-    """Weights, optimizer and RNG states on every rank. The episode stream is shared by all
-    ranks (one saved state serves any world size); augmentation is rank-local: rank 0 takes
-    the saved state, the others re-seed from (seed, rank, episode)."""
+def restore(
+    ckpt: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    samplers: list,
+    pipe: Any,
+    info: DistInfo,
+) -> None:
+    """Weights, optimizer and RNG states on every rank (the run state: ``RunState.from_checkpoint``).
+    The episode stream is shared by all ranks (one saved state serves any world size); augmentation
+    is rank-local: rank 0 takes the saved state, the others re-seed from (seed, rank, episode)."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     rng = ckpt["rng"]
@@ -91,7 +89,6 @@ def restore(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim
             torch.cuda.set_rng_state(rng["cuda"], pipe.generator.device)
     else:
         pipe.reseed(distributed.rank_seed(ckpt["config"]["seed"], info.rank, ckpt["episode"]))
-    return {k: ckpt[k] for k in STATE_KEYS if k in ckpt}
 
 
 def seed_all(seed: int) -> None:
@@ -107,9 +104,13 @@ def rng_state(samplers: list, pipe: Any) -> dict[str, Any]:
     legacy = np.random.get_state(legacy=True)
     assert isinstance(legacy, tuple)
     _, keys, pos, has_gauss, gauss = legacy
-    rng = {"torch": torch.get_rng_state(), "samplers": [s.state() for s in samplers],
-           "augment": pipe.generator.get_state(), "python": random.getstate(),
-           "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(pos), int(has_gauss), float(gauss)]}}
+    rng = {
+        "torch": torch.get_rng_state(),
+        "samplers": [s.state() for s in samplers],
+        "augment": pipe.generator.get_state(),
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(pos), int(has_gauss), float(gauss)]},
+    }
     if pipe.generator.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(pipe.generator.device)
     return rng
@@ -124,8 +125,10 @@ def check_out(out: Path, resume: bool, overwrite: bool, info: DistInfo) -> None:
     if info.is_main and not (resume or overwrite):
         found = [name for name in RUN_FILES if (out / name).exists()]
         if found:
-            problem = (f"--out {out} already holds a run ({', '.join(found)}); add --resume to continue it "
-                       "or --overwrite to replace it")
+            problem = (
+                f"--out {out} already holds a run ({', '.join(found)}); add --resume to continue it "
+                "or --overwrite to replace it"
+            )
     problem = distributed.from_main(problem, info)
     if problem:
         raise RunExistsError(problem)
@@ -136,7 +139,7 @@ def clear_run(out: Path) -> None:
     of it is appended to or mistaken for this run's (``--overwrite``; ``--resume`` without a last.pt)."""
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-        for temp in out.glob(f".{name}.*.tmp"):
+        for temp in out.glob(temp_pattern(name)):
             temp.unlink(missing_ok=True)
 
 
@@ -145,7 +148,7 @@ def warm_start(model: torch.nn.Module, cfg: Any) -> None:
     Only the weights: the optimizer, schedule and episode count start afresh (fine-tuning). The
     input size may differ (fine-tuning at a higher resolution): the backbones' weights do not
     depend on it, and a network whose weights did would fail ``load_state_dict`` below."""
-    ckpt = load_checkpoint(cfg.init)
+    ckpt = read_checkpoint(cfg.init)
     saved = ckpt["config"]
     mine = {"backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs}
     for key, value in mine.items():

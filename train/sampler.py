@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 
-class EpisodeSampler:
+class TrainingEpisodeSampler:
     """Draws batches of N-way (K + Q)-example episodes.
 
     images: uint8 [M, H, W, C] (numpy); targets: int64 [M]. Classes with fewer than
@@ -20,9 +20,19 @@ class EpisodeSampler:
     episode-major, then class, then K support followed by Q query examples.
     """
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, way: int, shot: int, query: int,
-                 episodes_per_step: int = 1, device: str | torch.device = "cpu", seed: int = 0,
-                 data: "torch.Tensor | None" = None, shard: tuple[int, int] = (0, 1)) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        way: int,
+        shot: int,
+        query: int,
+        episodes_per_step: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        data: torch.Tensor | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.way, self.shot, self.query, self.episodes = way, shot, query, episodes_per_step
         # (rank, world): draw the episodes of all ranks from the shared stream, keep this rank's.
         self.rank, self.world = shard
@@ -34,8 +44,10 @@ class EpisodeSampler:
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         eligible = np.flatnonzero(counts >= shot + query)
         if len(eligible) < way:
-            raise ValueError(f"{way}-way episodes need {way} classes with at least {shot + query} examples "
-                             f"(shot + query); the data has {len(eligible)}")
+            raise ValueError(
+                f"{way}-way episodes need {way} classes with at least {shot + query} examples "
+                f"(shot + query); the data has {len(eligible)}"
+            )
         self.order = torch.as_tensor(order, device=self.device)
         self.offsets = torch.as_tensor(offsets[eligible], device=self.device)
         self.counts = torch.as_tensor(counts[eligible], device=self.device)

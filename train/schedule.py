@@ -24,7 +24,7 @@ def learning_rate(cfg: Any, episode: int, elapsed: float) -> float:
         halvings = int(8 * min(elapsed / cfg.time_limit, 1.0))
     else:
         halvings = episode // max(1, cfg.lr_step)
-    return cfg.lr * cfg.lr_gamma ** halvings
+    return cfg.lr * cfg.lr_gamma**halvings
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

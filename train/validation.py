@@ -15,7 +15,8 @@ import torch
 from .checkpoint import save_checkpoint
 from .loss import episode_logits, per_episode_accuracy
 from .progress import log_row
-from .sampler import EpisodeSampler
+from .run_state import RunState
+from .sampler import TrainingEpisodeSampler
 
 
 def autocast(cfg: Any) -> contextlib.AbstractContextManager:
@@ -24,8 +25,13 @@ def autocast(cfg: Any) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: Callable[[torch.Tensor], torch.Tensor],
-             cfg: Any, batches: int) -> tuple[float, float]:
+def validation_accuracy(
+    model: torch.nn.Module,
+    sampler: TrainingEpisodeSampler,
+    pipe: Callable[[torch.Tensor], torch.Tensor],
+    cfg: Any,
+    batches: int,
+) -> tuple[float, float]:
     """Mean accuracy and 95% CI half-width over ``batches * E`` episodes (fixed seed: same episodes each time)."""
     model.eval()
     sampler.generator.manual_seed(cfg.seed + 1)
@@ -40,28 +46,39 @@ def evaluate(model: torch.nn.Module, sampler: EpisodeSampler, pipe: Callable[[to
     return float(acc.mean()), float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
 
 
-def validate(cfg: Any, model: torch.nn.Module, val_sampler: EpisodeSampler | None, pipe: Any,
-             state: dict[str, Any], metrics: Any, bar: Any, out: Path,
-             checkpoint_state: Callable[[], dict[str, Any]]) -> bool:
+def validate(
+    cfg: Any,
+    model: torch.nn.Module,
+    val_sampler: TrainingEpisodeSampler | None,
+    pipe: Any,
+    state: RunState,
+    metrics: Any,
+    bar: Any,
+    out: Path,
+    checkpoint_state: Callable[[], dict[str, Any]],
+) -> bool:
     """Validate, log, save last/best; True when early stopping says stop."""
     improved = True
     if val_sampler is not None:
-        acc, ci = evaluate(model, val_sampler, pipe, cfg, max(1, cfg.val_episodes // val_sampler.episodes))
-        log_row(metrics, episode=state["episode"], val_acc=acc, val_ci95=ci, time=state["elapsed"],
-             val_task=f"{cfg.test_way}-way {cfg.test_shot}-shot")
-        bar.write(f"episode {state['episode']}: val {cfg.test_way}-way {cfg.test_shot}-shot "
-                  f"{100 * acc:.2f}% +- {100 * ci:.2f} ({state['elapsed']:.0f}s)", file=sys.stderr)
-        improved = acc > state["best_val"]["accuracy"]
-        if cfg.target > 0 and acc >= cfg.target and "time_to_target" not in state:
-            state["time_to_target"] = {"seconds": state["elapsed"], "episode": state["episode"]}
-        if improved:
-            state["best_val"] = {"accuracy": acc, "ci95": ci, "episode": state["episode"]}
+        acc, ci = validation_accuracy(model, val_sampler, pipe, cfg, max(1, cfg.val_episodes // val_sampler.episodes))
+        log_row(
+            metrics,
+            episode=state.episode,
+            val_acc=acc,
+            val_ci95=ci,
+            time=state.elapsed,
+            val_task=f"{cfg.test_way}-way {cfg.test_shot}-shot",
+        )
+        bar.write(
+            f"episode {state.episode}: val {cfg.test_way}-way {cfg.test_shot}-shot "
+            f"{100 * acc:.2f}% +- {100 * ci:.2f} ({state.elapsed:.0f}s)",
+            file=sys.stderr,
+        )
+        improved = state.record_validation(acc, ci, cfg.target)
     else:
-        state["best_val"] = {"accuracy": float("nan"), "ci95": float("nan"), "episode": state["episode"]}
-    state["bad_vals"] = 0 if improved else state["bad_vals"] + 1
+        state.record_no_validation()
     ckpt = checkpoint_state()
     save_checkpoint(out / "last.pt", ckpt)
     if improved:
         save_checkpoint(out / "best.pt", ckpt)
-    reached = cfg.target > 0 and state["best_val"]["accuracy"] >= cfg.target
-    return reached or (cfg.patience > 0 and state["bad_vals"] >= cfg.patience)
+    return state.should_stop(cfg.target, cfg.patience)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .runtime_cmds import far_option, reject_option
+from .options import far_option, json_option, load_model, model_option, reject_option
 
 SETS = {
     "omniglot": ("Omniglot characters from the 20 evaluation alphabets (never seen in training)", 1),
@@ -49,14 +49,33 @@ def run_set(model, name: str, shots: int, reject: str | None = None, far: float 
             preds, accepted = clf.decide(image, top_k=1)
             seconds += time.perf_counter() - start
             best = preds[0][0]
-            rows.append({"query": f"{label}/{i}.png", "true": label, "predicted": best.label if accepted[0] else None,
-                         "nearest": best.label, "score": best.score, "distance": best.distance,
-                         "accepted": accepted[0], "correct": accepted[0] and best.label == label, "image": image})
+            rows.append(
+                {
+                    "query": f"{label}/{i}.png",
+                    "true": label,
+                    "predicted": best.label if accepted[0] else None,
+                    "nearest": best.label,
+                    "score": best.score,
+                    "distance": best.distance,
+                    "accepted": accepted[0],
+                    "correct": accepted[0] and best.label == label,
+                    "image": image,
+                }
+            )
     correct = sum(r["correct"] for r in rows)
     unknown = sum(not r["accepted"] for r in rows)
-    return {"set": name, "about": SETS[name][0], "classes": len(examples), "shots": shots, "rows": rows,
-            "accuracy": correct / len(rows), "unknown": unknown, "nearest_right": sum(r["nearest"] == r["true"] for r in rows),
-            "rejection": clf.operating_point().to_dict(), "ms_per_image": 1e3 * seconds / len(rows)}
+    return {
+        "set": name,
+        "about": SETS[name][0],
+        "classes": len(examples),
+        "shots": shots,
+        "rows": rows,
+        "accuracy": correct / len(rows),
+        "unknown": unknown,
+        "nearest_right": sum(r["nearest"] == r["true"] for r in rows),
+        "rejection": clf.operating_point().to_dict(),
+        "ms_per_image": 1e3 * seconds / len(rows),
+    }
 
 
 def contact_sheet(results: list[dict[str, Any]], path: Path, cell: int = 84) -> Path:
@@ -71,8 +90,12 @@ def contact_sheet(results: list[dict[str, Any]], path: Path, cell: int = 84) -> 
     draw = ImageDraw.Draw(sheet)
     y = 0
     for result, n in zip(results, rows_needed):
-        draw.text((4, y + 3), f"{result['set']}: {result['classes']}-way {result['shots']}-shot, "
-                              f"accuracy {100 * result['accuracy']:.0f}%", fill="black")
+        draw.text(
+            (4, y + 3),
+            f"{result['set']}: {result['classes']}-way {result['shots']}-shot, "
+            f"accuracy {100 * result['accuracy']:.0f}%",
+            fill="black",
+        )
         y += 18
         for i, row in enumerate(result["rows"]):
             x0, y0 = (i % columns) * cell, y + (i // columns) * (cell + caption)
@@ -90,35 +113,63 @@ def contact_sheet(results: list[dict[str, Any]], path: Path, cell: int = 84) -> 
 def _print_results(results: list[dict[str, Any]], model, sheet: Path) -> None:
     click.echo(f"model: {model.path.name} ({model.provider}, {model.embedding_dim}-d embedding)")
     for r in results:
-        click.echo(f"\n{r['about']}\n{r['classes']} classes, {r['shots']} shot(s) each; classifying the other drawings:")
+        click.echo(
+            f"\n{r['about']}\n{r['classes']} classes, {r['shots']} shot(s) each; classifying the other drawings:"
+        )
         click.echo(f"  {'query':<24} {'true class':<18} {'predicted':<18} {'score':>6}")
         for row in r["rows"]:
-            mark = "" if row["correct"] else f"  <- unknown (nearest {row['nearest']})" if not row["accepted"] else "  <- wrong"
-            click.echo(f"  {row['query']:<24} {row['true']:<18} {row['predicted'] or 'unknown':<18} {row['score']:>6.3f}{mark}")
+            mark = (
+                ""
+                if row["correct"]
+                else f"  <- unknown (nearest {row['nearest']})"
+                if not row["accepted"]
+                else "  <- wrong"
+            )
+            click.echo(
+                f"  {row['query']:<24} {row['true']:<18} {row['predicted'] or 'unknown':<18} {row['score']:>6.3f}{mark}"
+            )
         right, n = sum(x["correct"] for x in r["rows"]), len(r["rows"])
-        click.echo(f"rejection: --reject {r['rejection']['reject']}: {r['unknown']}/{n} answered 'unknown' "
-                   f"(nearest class right for {r['nearest_right']}/{n})")
-        click.echo(f"accuracy: {right}/{n} = {100 * r['accuracy']:.1f}%   "
-                   f"latency: {r['ms_per_image']:.3f} ms per image (decode + embed + nearest prototype)")
+        click.echo(
+            f"rejection: --reject {r['rejection']['reject']}: {r['unknown']}/{n} answered 'unknown' "
+            f"(nearest class right for {r['nearest_right']}/{n})"
+        )
+        click.echo(
+            f"accuracy: {right}/{n} = {100 * r['accuracy']:.1f}%   "
+            f"latency: {r['ms_per_image']:.3f} ms per image (decode + embed + nearest prototype)"
+        )
     click.echo(f"\ncontact sheet: {sheet}")
 
 
 @click.command()
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="ONNX model file (default: the shipped model).")
-@click.option("--shots", type=click.IntRange(1, 5), default=None,
-              help="Examples enrolled per class (default: 1 for Omniglot, 5 for MNIST).")
-@click.option("--set", "sets", type=click.Choice(sorted(SETS)), multiple=True, help="Example set(s) to run (default: all).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the contact sheet PNG (default: in the temp folder).")
-@reject_option
-@far_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def demo(model_path: Path | None, shots: int | None, sets: tuple[str, ...], out: Path | None, reject: str | None,
-         far: float | None, as_json: bool) -> None:
+@model_option()
+@click.option(
+    "--shots",
+    type=click.IntRange(1, 5),
+    default=None,
+    help="Examples enrolled per class (default: 1 for Omniglot, 5 for MNIST).",
+)
+@click.option(
+    "--set", "sets", type=click.Choice(sorted(SETS)), multiple=True, help="Example set(s) to run (default: all)."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the contact sheet PNG (default: in the temp folder).",
+)
+@reject_option()
+@far_option()
+@json_option()
+def demo(
+    model_path: Path | None,
+    shots: int | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    reject: str | None,
+    far: float | None,
+    as_json: bool,
+) -> None:
     """Learn new classes from a few shipped examples each and classify the rest."""
-    from edgemeta.commands.runtime_cmds import load_model
-
     model = load_model(model_path)
     results = [run_set(model, name, shots or SETS[name][1], reject, far) for name in (sets or tuple(SETS))]
     sheet = contact_sheet(results, out or Path(tempfile.gettempdir()) / "edgemeta-demo.png")

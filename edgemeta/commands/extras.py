@@ -27,5 +27,6 @@ def require_extra(what: str, extra: str) -> None:
             importlib.import_module(name)
         except ImportError as e:
             broken = "" if isinstance(e, ModuleNotFoundError) and e.name == name else f" ({e})"
-            raise EdgemetaError(f"{what} needs {' and '.join(modules)}: pip install 'edgemeta[{extra}]'"
-                                f"{broken}") from None
+            raise EdgemetaError(
+                f"{what} needs {' and '.join(modules)}: pip install 'edgemeta[{extra}]'{broken}"
+            ) from None

@@ -33,9 +33,14 @@ class ImageSet:
     held_out: str = ""  # which classes, when they are ones the run never trained on ("": not known to be)
 
     def describe(self) -> dict[str, Any]:
-        return {"data": self.source, "split": self.split, "synthetic": self.synthetic,
-                "images": int(len(self.images)), "classes": int(len(np.unique(self.targets))),
-                "held_out": self.held_out or None}
+        return {
+            "data": self.source,
+            "split": self.split,
+            "synthetic": self.synthetic,
+            "images": int(len(self.images)),
+            "classes": int(len(np.unique(self.targets))),
+            "held_out": self.held_out or None,
+        }
 
 
 def choose_source(config: dict[str, Any], data: str | None, split: str | None) -> tuple[str | None, str | None]:
@@ -46,8 +51,15 @@ def choose_source(config: dict[str, Any], data: str | None, split: str | None) -
     return config.get("data"), split if split is not None else config.get("split")
 
 
-def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, explicit: bool,
-                max_classes: int = MAX_CLASSES, seed: int = 0) -> ImageSet:
+def load_images(
+    source: str | None,
+    split: str | None,
+    spec: PreprocessSpec,
+    *,
+    explicit: bool,
+    max_classes: int = MAX_CLASSES,
+    seed: int = 0,
+) -> ImageSet:
     """Load ``source`` (at most ``max_classes`` random classes), else synthetic images.
 
     A source named by the user (``explicit``) must load; the run's recorded source may be gone
@@ -72,8 +84,9 @@ def load_images(source: str | None, split: str | None, spec: PreprocessSpec, *, 
     return ImageSet(images, targets, "synthetic", None, True)
 
 
-def _subset(images: np.ndarray, targets: np.ndarray, max_classes: int, seed: int,
-            keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _subset(
+    images: np.ndarray, targets: np.ndarray, max_classes: int, seed: int, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_classes`` random classes (of ``keep``, int [K], when given), relabelled 0..n-1."""
     classes = np.unique(targets) if keep is None else keep
     if len(classes) > max_classes:
@@ -83,8 +96,9 @@ def _subset(images: np.ndarray, targets: np.ndarray, max_classes: int, seed: int
     return images[keep], remap.astype(np.int64)
 
 
-def synthetic_images(spec: PreprocessSpec, classes: int = 20, per_class: int = 20,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(
+    spec: PreprocessSpec, classes: int = 20, per_class: int = 20, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Separable stand-in images: per class a random coarse 4x4 block pattern, per image fresh noise.
 
     Even a random network tells these classes apart (so decisions are stable enough to compare).
@@ -105,22 +119,27 @@ def synthetic_images(spec: PreprocessSpec, classes: int = 20, per_class: int = 2
 VERIFY_WAY = 5
 
 
-def load_validation(config: dict[str, Any], data: str | None, split: str | None, spec: PreprocessSpec,
-                    seed: int = 0) -> ImageSet:
+def load_validation(
+    config: dict[str, Any], data: str | None, split: str | None, spec: PreprocessSpec, seed: int = 0
+) -> ImageSet:
     """Classes the run never trained on, to verify and measure on: the ``split`` named with
     --split; else, on the run's own source, its validation split (``vinyals-train``), the test split
     (``vinyals-trainval``: its validation classes were trained on) or the classes its training held
-    out (``edgemeta.train.data.held_out_classes``, without rotations); on another source, all of it."""
+    out (``edgemeta.lab.datasets.held_out_classes``, without rotations); on another source, all of it."""
     source = data if data is not None else config.get("data")
     explicit = data is not None
     train_split = config.get("split")
     if split is not None:
-        named = "" if split == train_split else f"split {split}, named with --split"  # training's own split: not held out
+        named = (
+            "" if split == train_split else f"split {split}, named with --split"
+        )  # training's own split: not held out
         return _named(load_images(source, split, spec, explicit=explicit, seed=seed), named)
     if source is None or not (explicit or Path(source).expanduser().exists()):
         return load_images(None, None, spec, explicit=False, seed=seed)
     if not _same_source(source, config.get("data")):
-        return _named(load_images(source, None, spec, explicit=explicit, seed=seed), "another source than the training data")
+        return _named(
+            load_images(source, None, spec, explicit=explicit, seed=seed), "another source than the training data"
+        )
     if train_split in HELD_OUT_SPLIT:
         held = HELD_OUT_SPLIT[train_split]
         return _named(load_images(source, held, spec, explicit=explicit, seed=seed), f"split {held}")
@@ -136,9 +155,10 @@ def _same_source(a: str, b: Any) -> bool:
     return b is not None and Path(a).expanduser().resolve() == Path(str(b)).expanduser().resolve()
 
 
-def _held_out_classes(source: str, split: str | None, spec: PreprocessSpec, config: dict[str, Any], seed: int) -> ImageSet:
-    from edgemeta.lab.datasets import load_source
-    from edgemeta.train.data import held_out_classes
+def _held_out_classes(
+    source: str, split: str | None, spec: PreprocessSpec, config: dict[str, Any], seed: int
+) -> ImageSet:
+    from edgemeta.lab.datasets import held_out_classes, load_source
 
     fs = load_source(source, spec, split=split)
     mask = held_out_classes(fs, int(config.get("val_groups", 4)), int(config.get("test_way", 5)))
@@ -148,7 +168,11 @@ def _held_out_classes(source: str, split: str | None, spec: PreprocessSpec, conf
         return ImageSet(images, targets, str(source), split, False)
     groups = sorted({g for g, m in zip(fs.class_groups, mask) if m and g})
     images, targets = _subset(fs.images, fs.targets, MAX_CLASSES, seed, keep=np.flatnonzero(mask))
-    what = f"{len(groups)} group(s) held out from training: {', '.join(groups)}" if groups else "classes held out from training"
+    what = (
+        f"{len(groups)} group(s) held out from training: {', '.join(groups)}"
+        if groups
+        else "classes held out from training"
+    )
     return ImageSet(images, targets, str(source), split, False, what)
 
 
@@ -160,6 +184,16 @@ def domain_metadata(config: dict[str, Any], val: ImageSet) -> dict[str, Any]:
     if val.synthetic:
         return {}
     source = str(config.get("data") or val.source)
-    what = "handwritten characters (Omniglot)" if "omniglot" in source.lower() else f"images like those of {Path(source).name}"
-    return fit_domain(val.images, what, data=val.source, split=val.split, classes=val.describe()["classes"],
-                      held_out=val.held_out or None)
+    what = (
+        "handwritten characters (Omniglot)"
+        if "omniglot" in source.lower()
+        else f"images like those of {Path(source).name}"
+    )
+    return fit_domain(
+        val.images,
+        what,
+        data=val.source,
+        split=val.split,
+        classes=val.describe()["classes"],
+        held_out=val.held_out or None,
+    )

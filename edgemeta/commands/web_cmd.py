@@ -1,0 +1,121 @@
+"""``edgemeta web``: serve the draw-to-teach browser demo (the JavaScript runtime in ``web/``).
+
+Standard library only. Every response carries the cross-origin isolation headers (COOP/COEP) that
+onnxruntime-web needs for WASM threads. Routes: ``/`` the ``web/`` folder (the page is
+``/demo/``), ``/model.onnx`` the chosen model, ``/examples/...`` the shipped example images.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import http.server
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import model_option
+
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".onnx": "application/octet-stream",
+    ".npz": "application/octet-stream",
+}
+
+
+def web_root() -> Path:
+    """The ``web/`` folder of a source checkout (it is not in the wheel); EdgemetaError when absent
+    or when its JavaScript dependencies are not installed."""
+    from edgemeta.runtime.errors import EdgemetaError
+
+    root = Path(__file__).resolve().parents[2] / "web"
+    if not (root / "demo" / "index.html").is_file():
+        raise EdgemetaError(
+            f"the web demo is not in this installation (no {root / 'demo' / 'index.html'}): "
+            "run edgemeta web from a git clone of edgemeta"
+        )
+    if not (root / "node_modules" / "onnxruntime-web").is_dir():
+        raise EdgemetaError(
+            f"the web demo's JavaScript dependencies are missing: run 'npm ci --ignore-scripts' in {root}"
+        )
+    return root
+
+
+class DemoHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with isolation headers; the model and the examples under fixed names."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **TYPES}
+
+    def __init__(self, *args: Any, model: Path, examples: Path, **kwargs: Any) -> None:
+        self.model, self.examples = model, examples
+        super().__init__(*args, **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        clean = path.split("?", 1)[0].split("#", 1)[0]
+        if clean == "/model.onnx":
+            return str(self.model)
+        if clean.startswith("/examples/"):
+            parts = [p for p in urllib.parse.unquote(clean[len("/examples/") :]).split("/") if p]
+            if any(p in (".", "..") or "\\" in p for p in parts):
+                return str(self.examples / "missing")  # no way out of the examples folder
+            return str(self.examples.joinpath(*parts))
+        return super().translate_path(path)
+
+    def end_headers(self) -> None:
+        for key, value in ISOLATION_HEADERS.items():
+            self.send_header(key, value)
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the parent's name)
+        click.echo(f"{self.address_string()} {format % args}", err=True)
+
+
+def make_server(model: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """A server for the demo (not yet serving); port 0 picks a free port."""
+    from edgemeta.runtime.errors import EdgemetaError
+
+    root = web_root()
+    examples = model_examples()
+    handler = functools.partial(DemoHandler, directory=str(root), model=model, examples=examples)
+    try:
+        return http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise EdgemetaError(f"port {port} is in use: pick another with --port") from None
+        raise
+
+
+def model_examples() -> Path:
+    from edgemeta.runtime.model import default_model_path
+
+    return default_model_path().parent / "examples"
+
+
+@click.command("web")
+@model_option()
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: any free port)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def web(model_path: Path | None, port: int, host: str) -> None:
+    """Serve the draw-to-teach browser demo and print its URL (Ctrl-C stops it)."""
+    from .options import load_model
+
+    model = load_model(model_path)  # refuses a file that is not an edgemeta model before serving it
+    server = make_server(model.path, host, port)
+    click.echo(f"http://{host}:{server.server_address[1]}/demo/")
+    click.echo(f"Serving {model.path.name}; Ctrl-C stops.", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

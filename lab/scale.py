@@ -1,0 +1,129 @@
+"""How predict and store loading grow with the number of enrolled classes (issue 25 item 7).
+
+For each class count: a store of random prototypes is written to a temporary folder, loaded with
+``FewShotClassifier.load``, and ``predict(top_k=1)`` is timed at batch 1 and at ``batch`` on random
+images, beside the bare float32 distance product ``queries @ prototypes.T`` ([batch, D] x [D, C])
+on the same machine in the same run, in alternating blocks of calls. Each figure is the fastest
+call: other work on a shared machine only ever slows a call down (as ``bench``'s throughput
+reports its best round).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .synthetic import random_images
+
+SCALE_CLASSES = (10, 1_000, 100_000)
+SCALE_BATCH = 64
+# Between blocks: thread pools (onnxruntime's, OpenBLAS's) keep spinning briefly after a call and
+# would slow whichever block runs next (as lab/bench.py's SETTLE_S).
+_SETTLE_S = 0.05
+
+
+def random_store(model: Any, classes: int, path: Path, seed: int = 0) -> None:
+    """Write a store of ``classes`` random prototypes for ``model`` (1 to 5 shots each) to ``path``."""
+    from edgemeta.runtime.store import StoreContents, write_store
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 6, classes)
+    sums = rng.standard_normal((classes, model.embedding_dim)) * counts[:, None]
+    write_store(
+        path,
+        StoreContents(
+            [f"class{i}" for i in range(classes)],
+            sums,
+            counts,
+            model.fingerprint,
+            model.meta.metric,
+            model.meta.store_network_id or "",
+        ),
+    )
+
+
+def _best_s(call: Callable[[], Any], calls: int) -> float:
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _paired(a: Callable[[], Any], b: Callable[[], Any], calls: int, blocks: int = 5) -> tuple[float, float]:
+    """Fastest seconds per call of ``a`` and of ``b``, over alternating blocks of ``calls // blocks`` calls."""
+    a(), b()
+    per = max(1, calls // blocks)
+    ta, tb = [], []
+    for _ in range(blocks):
+        time.sleep(_SETTLE_S)
+        ta.append(_best_s(a, per))
+        time.sleep(_SETTLE_S)
+        tb.append(_best_s(b, per))
+    return min(ta), min(tb)
+
+
+def scale_row(model: Any, classes: int, batch: int = SCALE_BATCH, calls: int = 50, loads: int = 3) -> dict[str, float]:
+    """One class count: ``load_s``, ``first_predict_ms`` (batch 1 right after loading: it builds the
+    prototype snapshot), ``predict1_ms``, ``predict{batch}_ms`` and ``product{batch}_ms`` (the bare
+    float32 distance product of ``batch`` queries with every prototype)."""
+    from edgemeta.runtime.classifier import FewShotClassifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store.npz"
+        random_store(model, classes, path)
+        load_s = _best_s(lambda: FewShotClassifier.load(path, model), loads)
+        clf = FewShotClassifier.load(path, model)
+    one, many = random_images(model, 1, seed=1), random_images(model, batch, seed=batch)
+    _, protos = clf.prototypes()
+    queries = np.random.default_rng(1).standard_normal((batch, model.embedding_dim)).astype(np.float32)
+    protos_t = np.ascontiguousarray(protos.T)
+    few = max(5, calls // 5) if classes * batch > 10**6 else calls
+    first = _best_s(lambda: clf.predict(one), 1)  # builds the prototype snapshot, once per change of the classes
+    predict1 = _best_s(lambda: clf.predict(one), calls)
+    predict_b, product = _paired(lambda: clf.predict(many), lambda: queries @ protos_t, few)
+    return {
+        "classes": classes,
+        "load_s": load_s,
+        "first_predict_ms": first * 1e3,
+        "predict1_ms": predict1 * 1e3,
+        f"predict{batch}_ms": predict_b * 1e3,
+        f"product{batch}_ms": product * 1e3,
+    }
+
+
+def scale_report(
+    model: Any, classes: tuple[int, ...] = SCALE_CLASSES, batch: int = SCALE_BATCH, calls: int = 50
+) -> dict[str, Any]:
+    """``rows``: ``scale_row`` per class count; ``ratios``: predict at ``batch`` against the fewest
+    classes (``vs_fewest``) and against the bare distance product (``vs_product``), per count."""
+    rows = [scale_row(model, c, batch, calls) for c in classes]
+    key = f"predict{batch}_ms"
+    base = rows[0][key]
+    ratios = {
+        str(r["classes"]): {"vs_fewest": r[key] / base, "vs_product": r[key] / r[f"product{batch}_ms"]} for r in rows
+    }
+    return {"batch": batch, "rows": rows, "ratios": ratios}
+
+
+def format_scale(report: dict[str, Any]) -> str:
+    """A readable table of a ``scale_report``."""
+    b = report["batch"]
+    lines = [
+        f"{'classes':>9} {'load s':>8} {'1st pred ms':>12} {'predict@1 ms':>13} {f'predict@{b} ms':>14}"
+        f" {f'product@{b} ms':>14} {'vs fewest':>10} {'vs product':>11}"
+    ]
+    for r in report["rows"]:
+        ratio = report["ratios"][str(r["classes"])]
+        lines.append(
+            f"{r['classes']:>9} {r['load_s']:8.3f} {r['first_predict_ms']:12.3f} {r['predict1_ms']:13.3f}"
+            f" {r[f'predict{b}_ms']:14.3f}"
+            f" {r[f'product{b}_ms']:14.3f} {ratio['vs_fewest']:9.2f}x {ratio['vs_product']:10.2f}x"
+        )
+    return "\n".join(lines)

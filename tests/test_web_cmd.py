@@ -1,0 +1,85 @@
+"""``edgemeta web``: the demo server's routes, headers and refusals (no browser needed)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgemeta.cli import main
+from edgemeta.commands import web_cmd
+from edgemeta.runtime.errors import EdgemetaError
+from edgemeta.runtime.model import default_model_path
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+needs_npm = pytest.mark.skipif(
+    not (WEB / "node_modules" / "onnxruntime-web").is_dir(),
+    reason="web/node_modules is not installed (cd web && npm ci --ignore-scripts)",
+)
+
+
+@pytest.fixture
+def server():
+    srv = web_cmd.make_server(default_model_path(), port=0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(port: int, path: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", path)  # sent as written: http.client does not normalize '..'
+    res = conn.getresponse()
+    res.body = res.read()  # type: ignore[attr-defined]
+    return res
+
+
+@needs_npm
+def test_serves_page_model_examples_and_runtime_with_isolation_headers(server):
+    page = get(server, "/demo/")
+    assert page.status == 200 and b"Draw to teach" in page.body
+    assert page.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert page.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert get(server, "/model.onnx").body == default_model_path().read_bytes()
+    js = get(server, "/src/index.js")
+    assert js.status == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    wasm = get(server, "/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm")
+    assert wasm.status == 200 and wasm.headers["Content-Type"] == "application/wasm"
+    example = sorted((default_model_path().parent / "examples" / "omniglot").iterdir())[0]
+    png = get(server, f"/examples/omniglot/{example.name}/0.png")
+    assert png.status == 200 and png.body == (example / "0.png").read_bytes()
+
+
+@needs_npm
+def test_no_way_out_of_the_served_folders(server):
+    assert get(server, "/examples/omniglot/../../default.onnx").status == 404
+    assert get(server, "/examples/..%2F..%2Fdefault.onnx").status == 404
+    assert get(server, "/../pyproject.toml").status == 404
+
+
+@needs_npm
+def test_busy_port_is_one_error_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = CliRunner().invoke(main, ["web", "--port", str(port)])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [f"Error: port {port} is in use: pick another with --port"]
+
+
+def test_missing_web_folder_or_dependencies(tmp_path, monkeypatch):
+    fake = tmp_path / "edgemeta" / "commands" / "web_cmd.py"
+    monkeypatch.setattr(web_cmd, "__file__", str(fake))
+    with pytest.raises(EdgemetaError, match="the web demo is not in this installation"):
+        web_cmd.web_root()
+    (tmp_path / "web" / "demo").mkdir(parents=True)
+    (tmp_path / "web" / "demo" / "index.html").write_text("<html></html>")
+    with pytest.raises(EdgemetaError, match="JavaScript dependencies are missing: run 'npm ci --ignore-scripts'"):
+        web_cmd.web_root()
