@@ -296,3 +296,31 @@ def _load_folder(path: Path, spec: PreprocessSpec) -> FewShotData:
         images.append(prepare_uint8(files, spec))
         targets.append(np.full(len(files), label, dtype=np.int64))
     return FewShotData(np.concatenate(images), np.concatenate(targets), [n for n, _ in kept], [""] * len(kept))
+
+
+_RGB_PROBE = PreprocessSpec(size=(32, 32), channels=3, polarity="none", mean=(0.0,) * 3, std=(1.0,) * 3)
+
+
+def colour_source(src: str | Path, sample: int = 3, limit: int = 300) -> bool:
+    """Whether ``src`` is a class-per-folder tree holding colour images: the first ``sample``
+    images of each class (``limit`` in all), seen at 32x32, have visibly different channels
+    (an RGB file of gray pixels counts as gray). Omniglot and MNIST sources are gray."""
+    if is_named(src):
+        return False
+    path = Path(src).expanduser()
+    try:
+        if not path.is_dir() or _detect(path) != "folder":
+            return False
+        classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files = [f for c in classes for f in sorted(c.rglob("*"))[:sample] if f.suffix.lower() in IMAGE_SUFFIXES]
+    except (EdgemetaError, OSError):
+        return False
+    for f in files[:limit]:
+        try:
+            rgb = prepare_uint8(f, _RGB_PROBE).astype(np.int16)
+        except EdgemetaError:
+            continue  # loading the data reports unreadable files
+        spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+        if (spread > 24).mean() > 0.01:
+            return True
+    return False

@@ -1,11 +1,15 @@
 """How predict and store loading grow with the number of enrolled classes (issue 25 item 7).
 
-For each class count: a store of random prototypes is written to a temporary folder, loaded with
-``FewShotClassifier.load``, and ``predict(top_k=1)`` is timed at batch 1 and at ``batch`` on random
-images, beside the bare float32 distance product ``queries @ prototypes.T`` ([batch, D] x [D, C])
-on the same machine in the same run, in alternating blocks of calls. Each figure is the fastest
-call: other work on a shared machine only ever slows a call down (as ``bench``'s throughput
-reports its best round).
+For each class count a store of random prototypes is written to a temporary folder and loaded with
+``FewShotClassifier.load``. Then, in two phases: ``predict(top_k=1)`` on random images at batch 1
+and at ``batch``, in blocks that take turns across the class counts (so machine noise and the state
+of the thread pools hit every count alike); afterwards, alone, the bare float32 distance product
+``queries @ prototypes.T`` ([batch, D] x [D, C]) per count. The product runs as numpy runs it, on
+OpenBLAS's threads (all cores), whose workers keep spinning after a call: timed between predict
+blocks they would slow the next network call (onnxruntime's threads) and misstate both. Predict's
+own product at many classes uses the same pool, and that cost stays in its figure. Each figure is
+the fastest call: other work on a shared machine only ever slows a call down (as ``bench``'s
+throughput reports its best round).
 """
 
 from __future__ import annotations
@@ -56,23 +60,20 @@ def _best_s(call: Callable[[], Any], calls: int) -> float:
     return best
 
 
-def _paired(a: Callable[[], Any], b: Callable[[], Any], calls: int, blocks: int = 5) -> tuple[float, float]:
-    """Fastest seconds per call of ``a`` and of ``b``, over alternating blocks of ``calls // blocks`` calls."""
-    a(), b()
-    per = max(1, calls // blocks)
-    ta, tb = [], []
+def _turns(calls: dict[str, Callable[[], Any]], per_block: int, blocks: int) -> dict[str, float]:
+    """Fastest seconds per call of each of ``calls``, over ``blocks`` rounds in which each runs a
+    block of ``per_block`` calls in turn, after a pause (``_SETTLE_S``)."""
+    best = dict.fromkeys(calls, float("inf"))
     for _ in range(blocks):
-        time.sleep(_SETTLE_S)
-        ta.append(_best_s(a, per))
-        time.sleep(_SETTLE_S)
-        tb.append(_best_s(b, per))
-    return min(ta), min(tb)
+        for name, call in calls.items():
+            time.sleep(_SETTLE_S)
+            best[name] = min(best[name], _best_s(call, per_block))
+    return best
 
 
-def scale_row(model: Any, classes: int, batch: int = SCALE_BATCH, calls: int = 50, loads: int = 3) -> dict[str, float]:
-    """One class count: ``load_s``, ``first_predict_ms`` (batch 1 right after loading: it builds the
-    prototype snapshot), ``predict1_ms``, ``predict{batch}_ms`` and ``product{batch}_ms`` (the bare
-    float32 distance product of ``batch`` queries with every prototype)."""
+def _loaded(model: Any, classes: int, loads: int) -> tuple[Any, float, float]:
+    """A classifier of ``classes`` random prototypes, the fastest of ``loads`` loads (s) and its
+    first predict (s, batch 1: it builds the prototype snapshot, once per change of the classes)."""
     from edgemeta.runtime.classifier import FewShotClassifier
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,31 +81,39 @@ def scale_row(model: Any, classes: int, batch: int = SCALE_BATCH, calls: int = 5
         random_store(model, classes, path)
         load_s = _best_s(lambda: FewShotClassifier.load(path, model), loads)
         clf = FewShotClassifier.load(path, model)
-    one, many = random_images(model, 1, seed=1), random_images(model, batch, seed=batch)
-    _, protos = clf.prototypes()
-    queries = np.random.default_rng(1).standard_normal((batch, model.embedding_dim)).astype(np.float32)
-    protos_t = np.ascontiguousarray(protos.T)
-    few = max(5, calls // 5) if classes * batch > 10**6 else calls
-    first = _best_s(lambda: clf.predict(one), 1)  # builds the prototype snapshot, once per change of the classes
-    predict1 = _best_s(lambda: clf.predict(one), calls)
-    predict_b, product = _paired(lambda: clf.predict(many), lambda: queries @ protos_t, few)
-    return {
-        "classes": classes,
-        "load_s": load_s,
-        "first_predict_ms": first * 1e3,
-        "predict1_ms": predict1 * 1e3,
-        f"predict{batch}_ms": predict_b * 1e3,
-        f"product{batch}_ms": product * 1e3,
-    }
+    one = random_images(model, 1, seed=1)
+    return clf, load_s, _best_s(lambda: clf.predict(one), 1)
 
 
 def scale_report(
-    model: Any, classes: tuple[int, ...] = SCALE_CLASSES, batch: int = SCALE_BATCH, calls: int = 50
+    model: Any, classes: tuple[int, ...] = SCALE_CLASSES, batch: int = SCALE_BATCH, calls: int = 50, loads: int = 3
 ) -> dict[str, Any]:
-    """``rows``: ``scale_row`` per class count; ``ratios``: predict at ``batch`` against the fewest
-    classes (``vs_fewest``) and against the bare distance product (``vs_product``), per count."""
-    rows = [scale_row(model, c, batch, calls) for c in classes]
+    """``rows``, per class count: ``load_s``, ``first_predict_ms``, ``predict1_ms``,
+    ``predict{batch}_ms`` and ``product{batch}_ms`` (the bare float32 distance product of ``batch``
+    queries with every prototype); ``ratios``: predict at ``batch`` against the fewest classes
+    (``vs_fewest``) and against the bare distance product (``vs_product``), per count."""
+    loaded = {c: _loaded(model, c, loads) for c in classes}
+    one, many = random_images(model, 1, seed=1), random_images(model, batch, seed=batch)
+    blocks, per = 5, max(1, calls // 5)
+    predict1 = _turns({str(c): (lambda clf=v[0]: clf.predict(one)) for c, v in loaded.items()}, per, blocks)
+    predict_b = _turns({str(c): (lambda clf=v[0]: clf.predict(many)) for c, v in loaded.items()}, per, blocks)
+    queries = np.random.default_rng(1).standard_normal((batch, model.embedding_dim)).astype(np.float32)
+    products = {}
+    for c, (clf, _, _) in loaded.items():
+        protos_t = np.ascontiguousarray(clf.prototypes()[1].T)
+        products[str(c)] = _turns({"product": lambda: queries @ protos_t}, per, blocks)["product"]
     key = f"predict{batch}_ms"
+    rows = [
+        {
+            "classes": c,
+            "load_s": load_s,
+            "first_predict_ms": first * 1e3,
+            "predict1_ms": predict1[str(c)] * 1e3,
+            key: predict_b[str(c)] * 1e3,
+            f"product{batch}_ms": products[str(c)] * 1e3,
+        }
+        for c, (_, load_s, first) in loaded.items()
+    ]
     base = rows[0][key]
     ratios = {
         str(r["classes"]): {"vs_fewest": r[key] / base, "vs_product": r[key] / r[f"product{batch}_ms"]} for r in rows

@@ -26,10 +26,11 @@ def nearest_one(index: PrototypeIndex, query: np.ndarray, k: int) -> list[tuple[
     squared distance); what ``index.search`` answers (the same float64 formula; sums taken in
     another order can differ in the last bit)."""
     q = query[0].astype(np.float64)
-    partial = q @ index.minus_2_t  # [C]: ||p||^2 - 2 q.p after the next line
+    # ndarray.dot, not @: on 1-D arrays the matmul ufunc's dispatch costs about 1.5 us more a call.
+    partial = q.dot(index.minus_2_t)  # [C]: ||p||^2 - 2 q.p after the next line
     partial += index.sq_norms
     order = [int(partial.argmin())] if k == 1 else top_k(partial[None], min(k, partial.shape[0]))[0].tolist()
     weights = np.exp(partial[order[0]] - partial)
     total = float(weights.sum())
-    q_sq = float(q @ q)
+    q_sq = float(q.dot(q))
     return [(j, float(weights[j]) / total, max(float(partial[j]) + q_sq, 0.0)) for j in order]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .aspect import ASPECTS
 from .errors import ModelError
 from .images import MAX_IMAGE_PIXELS, RESIZE_FILTERS, to_uint8_images
 
@@ -36,6 +37,10 @@ class PreprocessSpec:
     auto_polarity: per image, look at the border to find the background and invert the
         image when its polarity is the opposite of ``polarity``.
     mean, std: per-channel normalization applied after scaling to 0..1.
+    aspect: how an image whose aspect ratio differs from ``size`` is fitted (see ``ASPECTS``):
+        ``stretch`` (resize to ``size``, as every model before this field), ``center_crop`` (the
+        largest centered crop of the model's aspect) or ``letterbox`` (scale to fit, pad with the
+        per-channel mean of the scaled image's one-pixel border). Files without it read as ``stretch``.
     """
 
     size: tuple[int, int] = (28, 28)
@@ -45,6 +50,7 @@ class PreprocessSpec:
     auto_polarity: bool = True
     mean: tuple[float, ...] = field(default=(0.0,))
     std: tuple[float, ...] = field(default=(1.0,))
+    aspect: str = "stretch"
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:
@@ -57,6 +63,8 @@ class PreprocessSpec:
             raise ModelError(f"unknown resize method {self.resize!r}; one of {sorted(RESIZE_FILTERS)}")
         if self.polarity not in POLARITIES:
             raise ModelError(f"unknown polarity {self.polarity!r}; one of {POLARITIES}")
+        if self.aspect not in ASPECTS:
+            raise ModelError(f"unknown aspect policy {self.aspect!r}; one of {ASPECTS}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ModelError("preprocess mean and std need one value per channel")
         if any(not np.isfinite(s) or s <= 0 for s in self.std) or not np.all(np.isfinite(self.mean)):
@@ -80,6 +88,7 @@ class PreprocessSpec:
                 auto_polarity=bool(d.get("auto_polarity", True)),
                 mean=tuple(float(v) for v in d["mean"]),
                 std=tuple(float(v) for v in d["std"]),
+                aspect=str(d.get("aspect", "stretch")),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelError(f"invalid preprocess metadata: {e}") from None
@@ -134,7 +143,7 @@ def fix_polarity(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def prepare_uint8(images: Any, spec: PreprocessSpec) -> np.ndarray:
     """Any accepted image form -> canonical uint8 [N, H, W, C] at the model's size and polarity."""
-    batch = to_uint8_images(images, spec.size, spec.channels, spec.resize)
+    batch = to_uint8_images(images, spec.size, spec.channels, spec.resize, spec.aspect)
     return fix_polarity(batch, spec)
 
 

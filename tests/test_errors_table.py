@@ -28,6 +28,7 @@ from edgemeta.cli import main
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 _HELD_LOCKS: list = []
 PROGRESS_BAR = re.compile(r"^\s*\d+%\|")
+ENV_WORD = re.compile(r"^[A-Z][A-Z0-9_]*=")
 ROW = re.compile(
     r"^\|\s*`?([a-z]+)`?\s*\|(.*)\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(torch|no-torchvision)?\s*\|\s*$"
 )
@@ -109,6 +110,9 @@ def make_files(tmp: Path) -> None:
     }
     linear_model(tmp / "rule.onnx", meta=metadata(SIZE * SIZE, rejection=rule))
     linear_model(tmp / "newrule.onnx", meta=metadata(SIZE * SIZE, rejection={**rule, "version": 2}))
+    squash = metadata(SIZE * SIZE)
+    squash["preprocess"]["aspect"] = "squash"
+    linear_model(tmp / "badaspect.onnx", meta=squash)
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +142,14 @@ def test_bad_input_row(files, row, monkeypatch):
     if needs == "no-torchvision":
         block_torchvision(monkeypatch)
     monkeypatch.chdir(files)
-    argv = [command] + [a.replace("{tmp}", str(files)) for a in shlex.split(args)]
+    words = [a.replace("{tmp}", str(files)) for a in shlex.split(args)]
+    env = {}  # leading NAME=VALUE words: environment variables for the row
+    while words and ENV_WORD.match(words[0]):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    argv = [command] + words
     before = {p: p.read_bytes() for p in files.glob("*.npz")}
-    res = CliRunner().invoke(main, argv)
+    res = CliRunner().invoke(main, argv, env=env)
     # A download's progress bar (stderr, tqdm's "NN%|") may come before the error line.
     lines = [line for line in res.output.splitlines() if line.strip() and not PROGRESS_BAR.match(line)]
     assert res.exit_code == code, res.output

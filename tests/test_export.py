@@ -20,6 +20,7 @@ SPEC = {
     "auto_polarity": True,
     "mean": [0.1],
     "std": [0.3],
+    "aspect": "stretch",
 }
 
 

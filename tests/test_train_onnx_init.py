@@ -125,7 +125,7 @@ def test_init_from_onnx_refuses_what_it_cannot_use(exported_run, tmp_path) -> No
         (linear_model(tmp_path / "linear.onnx"), (), "its backbone is None"),
         (
             linear_model(tmp_path / "scaled.onnx", meta=_conv4_meta_with(metadata, mean=[0.5])),
-            (),
+            ("--mean", "0"),  # without --mean the run takes the file's encoding
             "its preprocess mean is [0.5], this run's is [0.0]",
         ),
     ]

@@ -1,14 +1,17 @@
-"""Batched on-device augmentation for ink-bright images (background 0).
+"""Batched on-device augmentation, per image, independently, on the 0..1 image before normalization.
 
 Random affine (rotation, scale, shear, translation) through one ``affine_grid`` +
-``grid_sample`` per batch, and stroke-width change (dilate / erode with a 3x3 max-pool).
-Both act on the 0..1 image before normalization, per image, independently.
+``grid_sample`` per batch. Grayscale (ink-bright, background 0): stroke-width change (dilate /
+erode with a 3x3 max-pool), pixels moved in from outside are 0. Colour (``for_channels``): no
+stroke change (meaningless on photos) but brightness, contrast and a small saturation jitter;
+never a hue shift, since hue is what tells a red circle from a blue one. Pixels moved in from
+outside take the data's mean colour, not black.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,8 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class AugmentConfig:
     """rotate: max degrees; scale: max relative change; shear: max shear factor;
-    translate: max shift as a fraction of the size; dilate/erode: probabilities per image."""
+    translate: max shift as a fraction of the size; dilate/erode: probabilities per image;
+    brightness, contrast, saturation: max relative change (colour only)."""
 
     rotate: float = 10.0
     scale: float = 0.15
@@ -25,6 +29,9 @@ class AugmentConfig:
     translate: float = 0.1
     dilate: float = 0.4
     erode: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,6 +43,29 @@ PRESETS = {
     "stroke": AugmentConfig(rotate=0.0, scale=0.0, shear=0.0, translate=0.0),
     "full": AugmentConfig(),
 }
+
+
+COLOUR_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.1}
+
+
+def for_channels(cfg: AugmentConfig | None, channels: int) -> AugmentConfig | None:
+    """The preset as it applies to ``channels``: colour trades stroke-width change for colour jitter."""
+    if cfg is None or channels == 1:
+        return cfg
+    stroke = cfg.dilate or cfg.erode
+    return replace(cfg, dilate=0.0, erode=0.0, **(COLOUR_JITTER if stroke else {}))
+
+
+def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """x float [B, 3, H, W] in 0..1 -> brightness, contrast and saturation changed per image, clamped to 0..1."""
+    n = x.shape[0]
+    u = _uniform(3 * n, 1.0, g, x.device).view(3, n, 1, 1, 1).to(x.dtype)
+    b, c, s = 1.0 + u[0] * cfg.brightness, 1.0 + u[1] * cfg.contrast, 1.0 + u[2] * cfg.saturation
+    x = x * b
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * c + mean
+    gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+    return ((x - gray) * s + gray).clamp(0.0, 1.0)
 
 
 def _uniform(n: int, bound: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -55,15 +85,23 @@ def affine_thetas(n: int, cfg: AugmentConfig, g: torch.Generator, device: torch.
     return theta
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig | None, g: torch.Generator) -> torch.Tensor:
-    """x float [B, C, H, W] in 0..1, ink bright -> augmented, same shape and dtype."""
+def augment(
+    x: torch.Tensor, cfg: AugmentConfig | None, g: torch.Generator, fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """x float [B, C, H, W] in 0..1 -> augmented, same shape and dtype. fill: float [1, C, 1, 1]
+    in 0..1, what pixels moved in from outside become (None: 0, the ink-bright background)."""
     if cfg is None:
         return x
     n = x.shape[0]
     if cfg.rotate or cfg.scale or cfg.shear or cfg.translate:
         theta = affine_thetas(n, cfg, g, x.device).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if fill is None:
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        else:  # sampling x - fill with zero padding pads with fill exactly
+            x = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    if cfg.brightness or cfg.contrast or cfg.saturation:
+        x = colour_jitter(x, cfg, g)
     if cfg.dilate or cfg.erode:
         u = torch.rand(n, 1, 1, 1, generator=g, device=x.device)
         dilated = F.max_pool2d(x, 3, stride=1, padding=1)

@@ -10,6 +10,10 @@ from edgemeta.lab.datasets import FewShotData, held_out_classes, is_omniglot, lo
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
+from .input_spec import note
+
+DEFAULT_WAY = 60  # training way when --way is not given and the data has as many classes
+
 
 def subset(data: FewShotData, keep: np.ndarray) -> FewShotData:
     """The classes where ``keep`` (bool [num_classes]) is True, relabelled 0..n-1."""
@@ -44,6 +48,9 @@ def load_train_val(cfg: Any, spec: PreprocessSpec) -> tuple[FewShotData, FewShot
         mask = held_out_classes(data, cfg.val_groups, cfg.test_way)
         train = subset(data, ~mask)
         val = subset(data, mask & _unrotated(data)) if mask.any() else None
+    if not cfg.way:  # not given: as many classes as the data allows, up to the usual 60
+        cfg.way = max(2, min(DEFAULT_WAY, _eligible(train, max(cfg.shot) + cfg.query)))
+        note(f"--way {cfg.way} (training classes with enough examples: {_eligible(train, max(cfg.shot) + cfg.query)})")
     _check_fits(train, cfg.way, max(cfg.shot) + cfg.query, "training")
     if val is not None and _eligible(val, cfg.test_shot + cfg.test_query) < cfg.test_way:
         val = None
@@ -63,7 +70,10 @@ def _eligible(data: FewShotData, need: int) -> int:
 
 def _check_fits(data: FewShotData, way: int, need: int, what: str) -> None:
     if data.num_classes < way:
-        raise DataError(f"--way {way} is above the {data.num_classes} {what} classes of the data")
+        raise DataError(
+            f"--way {way} is above the {data.num_classes} {what} classes of the data; give --way "
+            f"{data.num_classes} or less, or leave it out (it then defaults to min({DEFAULT_WAY}, classes))"
+        )
     if _eligible(data, need) < way:
         most = int(data.counts().max()) if data.num_classes else 0
         raise DataError(

@@ -14,22 +14,25 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
+from edgemeta.lab.datasets import FewShotData
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec, normalize_constants
 
 from . import distributed
-from .augment import PRESETS, augment
+from .augment import PRESETS, augment, for_channels
 from .backbones import build_backbone, embedding_dim
 from .checkpoint import save_checkpoint
+from .config import TrainConfig, resolve
 from .curves import plot_curves
 from .data import load_train_val
 from .distributed import DistInfo
+from .input_spec import fit_statistics, preprocess_spec, resolve_input
 from .interrupt import RunGuard
 from .loss import episode_logits, prototypical_loss
 from .onnx_init import is_onnx_file, warm_start_from_onnx
@@ -51,67 +54,6 @@ from .schedule import clock, learning_rate, set_learning_rate
 from .validation import autocast, validate
 
 
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    split: str | None = None
-    rotations: bool = True
-    way: int = 60
-    shot: list[int] = field(default_factory=lambda: [1, 5])  # cycled step by step
-    query: int = 5
-    episodes: int = 40000
-    episodes_per_step: int = 0  # per process (rank); 0: 8 on CUDA, 1 on the CPU
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    seed: int = 0
-    backbone: str = "conv4"
-    backbone_kwargs: dict = field(default_factory=dict)
-    size: int = 28
-    metric: str = "sqeuclidean"
-    lr: float = 1e-3
-    lr_step: int = 0  # episodes between halvings; 0: episodes / 8
-    lr_gamma: float = 0.5
-    lr_schedule: str = "episodes"  # "episodes": x lr_gamma every lr_step episodes; "time": every eighth of time_limit
-    augment: str = "full"
-    val_every: int = 1000
-    val_episodes: int = 600
-    val_groups: int = 4
-    test_way: int = 5
-    test_shot: int = 1
-    test_query: int = 15
-    patience: int = 0  # validations without improvement before stopping; 0: never stop early
-    log_every: int = 50
-    channels_last: bool | None = None  # None: on CUDA only (no gain in full CPU training steps here)
-    time_limit: float = 0.0  # seconds of training before a final validation and stop; 0: none
-    target: float = 0.0  # stop once validation accuracy reaches this; 0: never
-    init: str = ""  # warm start: weights of this checkpoint, run folder (best.pt) or exported .onnx; fresh optimizer and schedule
-
-
-def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill the 'auto' fields for this machine."""
-    if cfg.device == "auto":
-        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda but no CUDA device is available")
-    if cfg.precision == "auto":
-        cfg.precision = "bf16" if cfg.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if cfg.episodes <= 0:
-        raise DataError("episodes must be positive (0 only means 'the saved count' when resuming a run)")
-    if cfg.episodes_per_step <= 0:
-        cfg.episodes_per_step = 8 if cfg.device == "cuda" else 1
-    if cfg.channels_last is None:
-        cfg.channels_last = cfg.device == "cuda"
-    if cfg.lr_step <= 0:
-        cfg.lr_step = max(1, cfg.episodes // 8)
-    return cfg
-
-
-def preprocess_spec(cfg: TrainConfig, channels: int = 1) -> PreprocessSpec:
-    return PreprocessSpec(size=(cfg.size, cfg.size), channels=channels, mean=(0.0,) * channels, std=(1.0,) * channels)
-
-
 class InputPipe:
     """uint8 [B, C, H, W] on the device -> the model input, exactly ``x * scale + offset``."""
 
@@ -127,7 +69,9 @@ class InputPipe:
         scale, offset = normalize_constants(spec)
         self.scale = torch.as_tensor(scale, device=device).view(1, -1, 1, 1)
         self.offset = torch.as_tensor(offset, device=device).view(1, -1, 1, 1)
-        self.augment = PRESETS[augment_name]
+        self.augment = for_channels(PRESETS[augment_name], spec.channels)
+        # Colour: pixels moved in by the affine take the data's mean colour (gray: 0, the ink-bright background).
+        self.fill = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1) if spec.channels == 3 else None
         self.generator = torch.Generator(device=device)
         self.reseed(seed)
 
@@ -137,7 +81,7 @@ class InputPipe:
     def __call__(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
         x = x.float()
         if train and self.augment is not None:
-            x = augment(x * (1.0 / 255.0), self.augment, self.generator) * 255.0
+            x = augment(x * (1.0 / 255.0), self.augment, self.generator, self.fill) * 255.0
         x = x * self.scale + self.offset
         return x.contiguous(memory_format=self.memory_format)
 
@@ -215,8 +159,11 @@ def _prepare(cfg: TrainConfig, resume: bool, overwrite: bool, progress: bool, in
     cfg = resolve(cfg if ckpt is None else saved_config(ckpt, cfg))
     seed_all(cfg.seed)
     device = distributed.device_for(cfg.device, info)
-    spec = preprocess_spec(cfg)
-    samplers, val_sampler, images, data_info = _episodes(cfg, spec, device, info)
+    if ckpt is None:
+        resolve_input(cfg)
+    train_data, val_data, data_info = load_train_val(cfg, preprocess_spec(cfg))
+    spec = fit_statistics(cfg, train_data.images)
+    samplers, val_sampler, images = _episodes(cfg, train_data, val_data, device, info)
     pipe = InputPipe(spec, device, cfg.augment, distributed.rank_seed(cfg.seed, info.rank, 0), cfg.channels_last)
     model, optimizer, dim = _network(cfg, spec, device)
     forward = distributed.wrap(model, info)  # gradients averaged over ranks
@@ -248,12 +195,11 @@ def _prepare(cfg: TrainConfig, resume: bool, overwrite: bool, progress: bool, in
 
 
 def _episodes(
-    cfg: TrainConfig, spec: PreprocessSpec, device: torch.device, info: DistInfo
-) -> tuple[list[TrainingEpisodeSampler], TrainingEpisodeSampler | None, torch.Tensor, dict[str, Any]]:
+    cfg: TrainConfig, train_data: FewShotData, val_data: FewShotData | None, device: torch.device, info: DistInfo
+) -> tuple[list[TrainingEpisodeSampler], TrainingEpisodeSampler | None, torch.Tensor]:
     """The data, resident on the device as uint8: the training samplers (one per shot count, this
-    rank's shard), rank 0's validation sampler (None without held-out data or on other ranks), the
-    training images uint8 [M, C, H, W] and the data's facts for ``config.json``."""
-    train_data, val_data, data_info = load_train_val(cfg, spec)
+    rank's shard), rank 0's validation sampler (None without held-out data or on other ranks) and
+    the training images uint8 [M, C, H, W]."""
     images = to_device_images(train_data.images, device)
     samplers = [
         TrainingEpisodeSampler(
@@ -283,7 +229,7 @@ def _episodes(
             device,
             cfg.seed + 1,
         )
-    return samplers, val_sampler, images, data_info
+    return samplers, val_sampler, images
 
 
 def _network(

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgemeta.runtime.errors import CheckpointError
+from edgemeta.runtime.errors import CheckpointError, EdgemetaError
+from edgemeta.runtime.preprocess import PreprocessSpec
 
 CALIBRATION_IMAGES = 1024
 AGREEMENT_TOLERANCE = 1e-3  # max |torch - onnxruntime| relative to the embeddings' scale
@@ -79,6 +80,10 @@ def check_compatible(path: str | Path, meta: dict[str, Any], cfg: Any, spec: dic
     """Refuse a file made for another backbone or another input encoding (``spec``: this run's
     preprocessing, ``PreprocessSpec.to_dict()``); the size may differ."""
     training, pre = meta.get("training") or {}, meta.get("preprocess") or {}
+    try:  # fields added since the file was made (e.g. aspect) take their defaults, as the runtime reads them
+        pre = PreprocessSpec.from_dict(pre).to_dict()
+    except EdgemetaError:
+        pass  # compared as written below: the mismatch names the field
     if training.get("backbone") != cfg.backbone:
         raise CheckpointError(
             f"--init {path}: its backbone is {training.get('backbone')!r}, this run's is {cfg.backbone!r}"

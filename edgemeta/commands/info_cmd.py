@@ -55,6 +55,7 @@ def _model_info(path: Path) -> dict[str, Any]:
         "rejection": m.rejection.to_dict() if m.rejection else None,
         "support_shift": m.support_shift,
         "format_version": m.format_version,
+        "channels": f"{m.preprocess.channels} ({'RGB' if m.preprocess.channels == 3 else 'grayscale'})",
         "preprocess": m.preprocess.to_dict(),
         "training": m.training,
         "accuracy": m.accuracy,

@@ -11,6 +11,15 @@ import click
 from .options import json_option, split_option
 
 
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float]:
+    if value is None:
+        return []
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("give one number per channel, comma-separated, such as 0.5,0.5,0.5") from None
+
+
 def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     try:
         shots = [int(v) for v in value.split(",") if v.strip()]
@@ -36,7 +45,12 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     help="Run folder (checkpoints, config.json, metrics.jsonl, curves.png).",
 )
 @split_option("Omniglot split: {splits} (default: background).")
-@click.option("--way", default=60, show_default=True, type=click.IntRange(2), help="Classes per training episode.")
+@click.option(
+    "--way",
+    default=None,
+    type=click.IntRange(2),
+    help="Classes per training episode  [default: 60, or the training classes with enough examples when fewer].",
+)
 @click.option(
     "--shot",
     default="1,5",
@@ -95,6 +109,24 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option(
     "--backbone", default="conv4", show_default=True, type=click.Choice(["conv4", "resnet12", "mobilenet_v3_small"])
 )
+@click.option(
+    "--channels",
+    default=None,
+    type=click.Choice(["1", "3"]),
+    help="1: grayscale, 3: RGB  [default: --init's model; else 3 for a class-per-folder set of colour images, else 1].",
+)
+@click.option(
+    "--mean",
+    default=None,
+    callback=_floats,
+    help="Per-channel mean on the 0..1 scale, comma-separated  [default: colour: the training images'; gray: 0].",
+)
+@click.option(
+    "--std",
+    default=None,
+    callback=_floats,
+    help="Per-channel std on the 0..1 scale, comma-separated  [default: colour: the training images'; gray: 1].",
+)
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
 @click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
@@ -117,7 +149,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     default="full",
     show_default=True,
     type=click.Choice(["none", "affine", "stroke", "full"]),
-    help="On-device augmentation: affine, stroke width, both.",
+    help="On-device augmentation: affine, stroke width, both (colour runs: colour jitter without hue shift instead of stroke width).",
 )
 @click.option(
     "--rotations/--no-rotations",
@@ -151,7 +183,7 @@ def train(
     data: str | None,
     out: str,
     split: str | None,
-    way: int,
+    way: int | None,
     shot: list[int],
     query: int,
     episodes: int | None,
@@ -164,6 +196,9 @@ def train(
     init: str | None,
     backbone: str,
     size: int,
+    channels: str | None,
+    mean: list[float],
+    std: list[float],
     metric: str,
     lr: float,
     lr_step: int,
@@ -208,7 +243,7 @@ def train(
         out=out,
         split=split,
         rotations=rotations,
-        way=way,
+        way=way or 0,  # 0: chosen from the data
         shot=shot,
         query=query,
         episodes=episodes or (0 if resuming else TrainConfig.episodes),
@@ -219,6 +254,9 @@ def train(
         seed=seed,
         backbone=backbone,
         size=size,
+        channels=int(channels or 0),
+        mean=mean,
+        std=std,
         metric=metric,
         lr=lr,
         lr_step=lr_step,

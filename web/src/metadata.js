@@ -51,6 +51,7 @@ function checkMetadata(meta) {
     throw new ModelError("invalid preprocess metadata: size, mean and std must fit the channels");
   }
   if (!["light_on_dark", "dark_on_light", "none"].includes(spec.polarity)) throw new ModelError(`unknown polarity ${JSON.stringify(spec.polarity)}`);
+  spec.aspect ??= "stretch"; // files from before the aspect policies, as Python reads them
   checkSpec(spec);
   if (!Number.isInteger(meta.embedding_dim) || meta.embedding_dim < 1) throw new ModelError(`embedding_dim must be positive, got ${meta.embedding_dim}`);
   meta.metric ??= "sqeuclidean";

@@ -1,8 +1,10 @@
 // The JavaScript copy of the Python runtime's preprocessing (runtime/images.py, runtime/preprocess.py),
-// bit-exact on decoded pixels: alpha onto white, Pillow's RGB->L, Pillow's resampling, the border
-// polarity fix and (x / 255 - mean) / std in float32. Kept in this one module so that it can be
-// replaced whole (e.g. by a preprocessing graph inside the model file).
+// bit-exact on decoded pixels: alpha onto white, Pillow's RGB->L, the aspect policy (aspect.js),
+// Pillow's resampling, the border polarity fix and (x / 255 - mean) / std in float32. Kept in these
+// two modules so that it can be replaced whole (e.g. by a preprocessing graph inside the model file).
+// EXIF orientation and JPEG decoding are the browser's (see README.md).
 
+import { ASPECTS, crop, cropBox, fitSize, letterbox } from "./aspect.js";
 import { ImageError, ModelError } from "./errors.js";
 
 /** Below this on a side an image is refused unless it is already at the model's size (images.py). */
@@ -12,7 +14,7 @@ export const MAX_IMAGE_PIXELS = 64_000_000;
 /**
  * @typedef {{data: Uint8Array | Uint8ClampedArray, width: number, height: number, channels: 1 | 3 | 4}} Pixels
  * @typedef {{size: number[], channels: number, resize: string, polarity: string,
- *   auto_polarity?: boolean, mean: number[], std: number[]}} PreprocessSpec
+ *   auto_polarity?: boolean, mean: number[], std: number[], aspect?: string}} PreprocessSpec
  */
 
 const F054 = Math.fround(0.54);
@@ -53,6 +55,9 @@ export function checkSpec(spec) {
       `(supported: ${Object.keys(FILTERS).join(", ")})`);
   }
   if (spec.channels !== 1 && spec.channels !== 3) throw new ModelError(`preprocess channels must be 1 or 3, got ${spec.channels}`);
+  if (!ASPECTS.includes(spec.aspect ?? "stretch")) {
+    throw new ModelError(`unknown aspect policy ${JSON.stringify(spec.aspect)}; one of ${ASPECTS.join(", ")}`);
+  }
 }
 
 /**
@@ -191,7 +196,21 @@ export function prepare(px, spec) {
   if ((px.width !== w || px.height !== h) && Math.min(px.width, px.height) < MIN_IMAGE_SIDE) {
     throw new ImageError(`image is ${px.width}x${px.height} pixels, under the minimum of ${MIN_IMAGE_SIDE} on a side`);
   }
-  const img = resize(toChannels(px, c), px.width, px.height, c, w, h, spec.resize);
+  let src = toChannels(px, c);
+  let [sw, sh] = [px.width, px.height];
+  const aspect = spec.aspect ?? "stretch";
+  if (aspect === "center_crop") {
+    const [left, top, right, bottom] = cropBox(sw, sh, spec.size);
+    src = crop(src, sw, c, left, top, right, bottom);
+    [sw, sh] = [right - left, bottom - top];
+  }
+  let img;
+  if (aspect === "letterbox") {
+    const [nw, nh] = fitSize(sw, sh, spec.size);
+    img = letterbox(resize(src, sw, sh, c, nw, nh, spec.resize), nw, nh, c, spec.size);
+  } else {
+    img = resize(src, sw, sh, c, w, h, spec.resize);
+  }
   return fixPolarity(img === px.data ? img.slice() : img, h, w, c, spec);
 }
 

@@ -27,6 +27,7 @@ def tiny_model(
     resize: str,
     metric: str = "sqeuclidean",
     props: dict[str, str] | None = None,
+    aspect: str | None = None,
 ) -> Path:
     """A linear ONNX embedding model (flatten @ random W, 16-d) with edgemeta metadata."""
     import onnx
@@ -66,6 +67,8 @@ def tiny_model(
         "training": {"data": "synthetic"},
         "accuracy": {},
     }
+    if aspect is not None:  # absent: a file from before the aspect policies (read as "stretch")
+        meta["preprocess"]["aspect"] = aspect
     helper.set_model_props(model, {"edgemeta": json.dumps(meta)} if props is None else props)
     onnx.save(model, str(path))
     return path
@@ -98,6 +101,10 @@ def preprocess(out: Path) -> None:
         "rgb_lanczos": tiny_model(out / "rgb_lanczos.onnx", (16, 12), 3, "lanczos", metric="cosine"),
         "rgb_box": tiny_model(out / "rgb_box.onnx", (10, 14), 3, "box"),
         "gray_hamming": tiny_model(out / "gray_hamming.onnx", (9, 9), 1, "hamming"),
+        "rgb_crop": tiny_model(out / "rgb_crop.onnx", (12, 20), 3, "bilinear", aspect="center_crop"),
+        "gray_crop": tiny_model(out / "gray_crop.onnx", (28, 28), 1, "bicubic", aspect="center_crop"),
+        "rgb_letterbox": tiny_model(out / "rgb_letterbox.onnx", (16, 10), 3, "lanczos", aspect="letterbox"),
+        "gray_letterbox": tiny_model(out / "gray_letterbox.onnx", (28, 28), 1, "bilinear", aspect="letterbox"),
     }
     tiny_model(out / "no_metadata.onnx", (8, 8), 1, "bilinear", props={})
     tiny_model(out / "baked.onnx", (8, 8), 1, "bilinear", props={"edgemeta.classifier": "{}", "edgemeta": "{}"})

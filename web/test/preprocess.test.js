@@ -9,7 +9,7 @@ import { makeFixture, pythonMissing, readImage, readJSON } from "./helpers.js";
 
 const missing = pythonMissing();
 
-test("prepare() is bit-exact with Python's prepare on random sizes, channels and filters", { skip: missing }, () => {
+test("prepare() is bit-exact with Python's prepare on random sizes, channels, filters and aspect policies", { skip: missing }, () => {
   const dir = makeFixture("preprocess");
   const cases = readJSON(dir, "preprocess.json");
   const specs = {};
@@ -25,4 +25,8 @@ test("prepare() is bit-exact with Python's prepare on random sizes, channels and
   }
   assert.equal(checked, cases.length);
   assert.ok(checked >= 300);
+  // Every policy is covered, "stretch" also by files without the field (read as it).
+  const aspects = new Set(Object.values(specs).map((s) => s.aspect ?? "stretch"));
+  assert.deepEqual([...aspects].sort(), ["center_crop", "letterbox", "stretch"]);
+  assert.ok(Object.values(specs).some((s) => s.aspect === undefined));
 });
