@@ -21,6 +21,7 @@ from edgemeta.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stress"))
 from kill_train import metrics_rows  # noqa: E402
+from test_train_loop import _cfg as train_loop_cfg  # noqa: E402
 
 pytestmark = needs_torch
 
@@ -31,28 +32,8 @@ def toy(tmp_path_factory):
 
 
 def _cfg(toy, out, **kw):
-    from edgemeta.train.loop import TrainConfig
-
     # log_every 5 and val_every 12: interrupts land inside a log window and away from validations.
-    base = dict(
-        data=str(toy),
-        out=str(out),
-        way=4,
-        shot=[1, 2],
-        query=3,
-        episodes=24,
-        size=16,
-        val_every=12,
-        val_episodes=20,
-        test_way=2,
-        test_shot=1,
-        test_query=3,
-        log_every=5,
-        augment="full",
-        seed=3,
-        lr_step=6,
-    )
-    return TrainConfig(**{**base, **kw})
+    return train_loop_cfg(toy, out, **{"log_every": 5, **kw})
 
 
 @pytest.fixture(scope="module")
