@@ -2,9 +2,11 @@
 
 The baked graph (plain ONNX, runs on any ONNX Runtime):
 
-- input  ``images``     float32 [N, C, H, W], *normalized* exactly like the embedding model's input:
-  ``(pixel / 255 - mean) / std`` per channel, at the model's size, channels and ink polarity
-  (all in the ``edgemeta`` metadata entry, ``preprocess``);
+- input, ``--input normalized`` (the default): ``images`` float32 [N, C, H, W], *normalized* exactly
+  like the embedding model's input: ``(pixel / 255 - mean) / std`` per channel, at the model's size,
+  channels and ink polarity (all in the ``edgemeta`` metadata entry, ``preprocess``);
+  ``--input pixels``: ``pixels`` uint8 [N, H, W, 4], decoded RGBA images of one size (any size), the
+  runtime's whole preprocessing in the graph (export/pixel_graph.py), bit-exact;
 - output ``embeddings`` float32 [N, D] (as the embedding model; L2-normalized when the metric is cosine),
   ``distances`` float32 [N, C] squared Euclidean distance to each prototype,
   ``scores`` float32 [N, C] softmax of ``-distances`` (what ``FewShotClassifier.predict`` reports),
@@ -13,7 +15,7 @@ The baked graph (plain ONNX, runs on any ONNX Runtime):
   rejection rule in force (runtime/rejection.py: tau * ||p||^2 * (1 + beta / shots) * classes ** -gamma;
   all true with --reject off);
 - metadata ``labels`` (JSON list, index = class), ``edgemeta`` (the model's metadata) and
-  ``edgemeta.classifier`` (JSON: labels, shots per class, model fingerprint).
+  ``edgemeta.classifier`` (JSON: labels, shots per class, model fingerprint, ``input_kind``).
 """
 
 from __future__ import annotations
@@ -27,25 +29,33 @@ import numpy as np
 from edgemeta.runtime import nearest
 from edgemeta.runtime.classifier import FewShotClassifier
 from edgemeta.runtime.errors import ExportError
-from edgemeta.runtime.metadata import CLASSIFIER_KEY, LABELS_KEY
+from edgemeta.runtime.metadata import BAKED_INPUTS, CLASSIFIER_KEY, LABELS_KEY
 from edgemeta.runtime.model import EmbeddingModel
+
+from .pixel_graph import PIXELS
+from .pixel_graph import PREFIX as PIXEL_PREFIX
 
 PREFIX = "edgemeta_bake/"
 
 
-def bake_proto(model: EmbeddingModel, clf: FewShotClassifier):
-    """The classifier graph (onnx.ModelProto) for ``clf``'s prototypes around ``model``'s network."""
+def bake_proto(model: EmbeddingModel, clf: FewShotClassifier, input_kind: str = "normalized"):
+    """The classifier graph (onnx.ModelProto) for ``clf``'s prototypes around ``model``'s network;
+    ``input_kind`` one of ``BAKED_INPUTS``."""
     import onnx
 
     labels, protos = clf.prototypes()
     if not labels:
         raise ExportError("the store holds no classes; enroll some before baking")
+    if input_kind not in BAKED_INPUTS:
+        raise ExportError(f"unknown baked input {input_kind!r}; one of {BAKED_INPUTS}")
     proto = onnx.load_from_string(model.path.read_bytes())
     graph, meta = proto.graph, model.meta
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset < 13:
         raise ExportError(f"baking needs an embedding model with opset 13 or newer, this one has {opset}")
-    _check_free_names(graph)
+    _check_free_names(graph, input_kind)
+    if input_kind == "pixels":
+        _add_pixel_input(graph, meta)
     out, raw = meta.output_name, PREFIX + "raw_embeddings"
     _rename(graph, out, raw)
     if meta.metric == "cosine":
@@ -54,8 +64,22 @@ def bake_proto(model: EmbeddingModel, clf: FewShotClassifier):
         graph.node.append(onnx.helper.make_node("Identity", [raw], [out]))
     _add_head(graph, out, protos.astype(np.float32), class_limits(clf, labels).astype(np.float32), opset)
     _set_outputs(graph, out, meta.embedding_dim, len(labels))
-    _set_classifier_metadata(proto, model, clf, labels)
+    _set_classifier_metadata(proto, model, clf, labels, input_kind)
     return proto
+
+
+def _add_pixel_input(graph, meta) -> None:
+    """Replace the graph's normalized input by ``pixels`` and the preprocessing nodes that feed it."""
+    from .pixel_graph import add_pixel_nodes, pixel_input_info
+
+    nodes, inits = add_pixel_nodes(meta.preprocess, meta.input_name)
+    kept = [v for v in graph.input if v.name != meta.input_name]
+    del graph.input[:]
+    graph.input.extend([pixel_input_info(), *kept])
+    old = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *old])  # topological order: preprocessing first
+    graph.initializer.extend(inits)
 
 
 def class_limits(clf: FewShotClassifier, labels: list[str]) -> np.ndarray:
@@ -66,9 +90,12 @@ def class_limits(clf: FewShotClassifier, labels: list[str]) -> np.ndarray:
     return clf.operating_point().limits([counts[lab] for lab in labels], len(labels), nearest.squared_norms(wide))
 
 
-def _check_free_names(graph) -> None:
+def _check_free_names(graph, input_kind: str) -> None:
     used = {n for node in graph.node for n in (*node.input, *node.output)} | {t.name for t in graph.initializer}
-    clash = sorted(n for n in used if n.startswith(PREFIX) or n in ("distances", "scores", "best_index", "accepted"))
+    heads, prefixes = ["distances", "scores", "best_index", "accepted"], [PREFIX]
+    if input_kind == "pixels":
+        heads, prefixes = [*heads, PIXELS], [*prefixes, PIXEL_PREFIX]
+    clash = sorted(n for n in used if n.startswith(tuple(prefixes)) or n in heads)
     if clash:
         raise ExportError(f"the model already uses names the baked head needs: {clash[:5]}")
 
@@ -153,7 +180,9 @@ def _set_outputs(graph, emb: str, dim: int, classes: int) -> None:
     )
 
 
-def _set_classifier_metadata(proto, model: EmbeddingModel, clf: FewShotClassifier, labels: list[str]) -> None:
+def _set_classifier_metadata(
+    proto, model: EmbeddingModel, clf: FewShotClassifier, labels: list[str], input_kind: str
+) -> None:
     from .onnx_export import set_metadata
 
     counts = clf.counts()
@@ -162,8 +191,9 @@ def _set_classifier_metadata(proto, model: EmbeddingModel, clf: FewShotClassifie
         "labels": labels,
         "shots": [counts[lab] for lab in labels],
         "model_fingerprint": model.fingerprint,
-        "input": model.meta.input_name,
-        "input_is_normalized": True,
+        "input": PIXELS if input_kind == "pixels" else model.meta.input_name,
+        "input_kind": input_kind,
+        "input_is_normalized": input_kind == "normalized",
         "outputs": ["embeddings", "distances", "scores", "best_index", "accepted"],
         "rejection": clf.operating_point().to_dict(),
         "limits": [float(x) if np.isfinite(x) else None for x in class_limits(clf, labels)],
@@ -186,18 +216,23 @@ def bake(
     reject: str | None = None,
     far: float | None = None,
     threshold: float | None = None,
+    input_kind: str = "normalized",
 ) -> dict[str, Any]:
     """Bake ``store``'s classes and ``model`` into ``out``, verified against ``FewShotClassifier.decide``;
-    ``accepted`` follows the rejection operating point ``reject`` / ``far`` / ``threshold`` (as classify)."""
+    ``accepted`` follows the rejection operating point ``reject`` / ``far`` / ``threshold`` (as classify);
+    ``input_kind``: what the graph takes, one of ``BAKED_INPUTS``."""
     from edgemeta.runtime.files import atomic_write
 
     from .files import check_writable
+    from .pixel_graph import check_pixel_spec
     from .verify import check_onnx
 
     out = Path(out).expanduser()
     check_writable(out)
+    if input_kind == "pixels":
+        check_pixel_spec(model.meta.preprocess)  # before the store: the model alone decides it
     clf = FewShotClassifier.load(store, model, threshold=threshold, reject=reject, far=far)
-    proto = bake_proto(model, clf)
+    proto = bake_proto(model, clf, input_kind)
     check_onnx(proto)
     data = proto.SerializeToString()
     report: dict[str, Any] = {}
@@ -207,6 +242,7 @@ def bake(
         "bytes": len(data),
         "classes": len(clf.labels),
         "labels": clf.labels,
+        "input_kind": input_kind,
         "metric": model.meta.metric,
         "rejection": clf.operating_point().to_dict(),
         **report,
@@ -220,16 +256,14 @@ def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[
     prototypes, and top-1 must equal ``clf.predict``'s wherever the two nearest classes are not tied
     within float32 rounding.
     """
-    from edgemeta.runtime.preprocess import normalize
     from edgemeta.runtime.session import make_session
 
-    from .validation_data import synthetic_images
-
-    spec = clf.model.meta.preprocess
-    images, _ = synthetic_images(spec, classes=4, per_class=4, seed=1)
-    x = normalize(clf.model.prepare(images), spec)
     sess = make_session(path)
-    scores, best, accepted = sess.run(["scores", "best_index", "accepted"], {clf.model.meta.input_name: x})
+    name = sess.get_inputs()[0].name
+    inputs = verification_inputs(clf, name == PIXELS)
+    runs = [sess.run(["scores", "best_index", "accepted"], {name: feed}) for feed, _ in inputs]
+    scores, best, accepted = (np.concatenate(parts) for parts in zip(*runs))
+    images = inputs[0][1] if len(inputs) == 1 else [im for _, batch in inputs for im in batch]  # sizes differ
     _, protos = clf.prototypes()
     exact = nearest.softmax_scores(nearest.squared_distances(clf.embed(images), protos))  # float64 [N, C]
     diff = float(np.abs(scores - exact).max())
@@ -246,4 +280,19 @@ def verify_baked(path: Path, clf: FewShotClassifier, tol: float = 1e-5) -> dict[
             f"{int((~same & ~tied).sum())} different top-1 labels, {int((~decided).sum())} "
             f"different accept decisions)"
         )
-    return {"verified_images": len(x), "max_score_diff": diff}
+    return {"verified_images": len(images), "max_score_diff": diff}
+
+
+def verification_inputs(clf: FewShotClassifier, pixels: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(what the baked graph takes, the same images for the runtime) per batch: synthetic images at the
+    model's size, normalized; with ``pixels``, RGBA batches of several sizes (``verification_pixels``)."""
+    from edgemeta.runtime.preprocess import normalize
+
+    from .pixel_graph import verification_pixels
+    from .validation_data import synthetic_images
+
+    spec = clf.model.meta.preprocess
+    images, _ = synthetic_images(spec, classes=4, per_class=4, seed=1)
+    if pixels:
+        return [(batch, batch) for batch in verification_pixels(images, seed=1)]
+    return [(normalize(clf.model.prepare(images), spec), images)]

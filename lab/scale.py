@@ -91,7 +91,9 @@ def scale_report(
     """``rows``, per class count: ``load_s``, ``first_predict_ms``, ``predict1_ms``,
     ``predict{batch}_ms`` and ``product{batch}_ms`` (the bare float32 distance product of ``batch``
     queries with every prototype); ``ratios``: predict at ``batch`` against the fewest classes
-    (``vs_fewest``) and against the bare distance product (``vs_product``), per count."""
+    (``vs_fewest``) and against the bare distance product (``vs_product``), per count; ``search_vs_product``:
+    what the classes add to predict (predict at ``batch`` minus predict at the fewest classes, which is
+    nearly all network) against the bare product."""
     loaded = {c: _loaded(model, c, loads) for c in classes}
     one, many = random_images(model, 1, seed=1), random_images(model, batch, seed=batch)
     blocks, per = 5, max(1, calls // 5)
@@ -116,7 +118,12 @@ def scale_report(
     ]
     base = rows[0][key]
     ratios = {
-        str(r["classes"]): {"vs_fewest": r[key] / base, "vs_product": r[key] / r[f"product{batch}_ms"]} for r in rows
+        str(r["classes"]): {
+            "vs_fewest": r[key] / base,
+            "vs_product": r[key] / r[f"product{batch}_ms"],
+            "search_vs_product": (r[key] - base) / r[f"product{batch}_ms"],
+        }
+        for r in rows
     }
     return {"batch": batch, "rows": rows, "ratios": ratios}
 
@@ -126,7 +133,7 @@ def format_scale(report: dict[str, Any]) -> str:
     b = report["batch"]
     lines = [
         f"{'classes':>9} {'load s':>8} {'1st pred ms':>12} {'predict@1 ms':>13} {f'predict@{b} ms':>14}"
-        f" {f'product@{b} ms':>14} {'vs fewest':>10} {'vs product':>11}"
+        f" {f'product@{b} ms':>14} {'vs fewest':>10} {'vs product':>11} {'added/product':>14}"
     ]
     for r in report["rows"]:
         ratio = report["ratios"][str(r["classes"])]
@@ -134,5 +141,6 @@ def format_scale(report: dict[str, Any]) -> str:
             f"{r['classes']:>9} {r['load_s']:8.3f} {r['first_predict_ms']:12.3f} {r['predict1_ms']:13.3f}"
             f" {r[f'predict{b}_ms']:14.3f}"
             f" {r[f'product{b}_ms']:14.3f} {ratio['vs_fewest']:9.2f}x {ratio['vs_product']:10.2f}x"
+            f" {ratio['search_vs_product']:13.2f}x"
         )
     return "\n".join(lines)

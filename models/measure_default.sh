@@ -6,12 +6,12 @@ set -euo pipefail
 MODEL=${1:-models/default.onnx}
 shift || true
 EXTRA=("$@")
-DATA=${EDGEMETA_DATA:-../shared/data}
+# A named source ("omniglot", "mnist"): the files under EDGEMETA_DATA when it holds them, else fetched once into EDGEMETA_CACHE.
 run() { edgemeta eval --model "$MODEL" --episodes 1000 --seed 0 --json "$@" "${EXTRA[@]}" 2>/dev/null; }
 # Lake split: trained on the background alphabets, tested on the 20 unseen evaluation alphabets.
 for ws in "5 1" "5 5" "20 1" "20 5"; do set -- $ws
-  run --data "$DATA/omniglot" --split evaluation --way "$1" --shot "$2"; done
-run --data "$DATA/omniglot" --split evaluation --way 20 --shot 1 --within-alphabet
-run --data "$DATA/omniglot" --split evaluation --way 5 --shot 5 --unknown 5
+  run --data omniglot --split evaluation --way "$1" --shot "$2"; done
+run --data omniglot --split evaluation --way 20 --shot 1 --within-alphabet
+run --data omniglot --split evaluation --way 5 --shot 5 --unknown 5
 # MNIST test set as an unseen domain (white on black; never trained on).
-for s in 1 5; do run --data "$DATA/mnist" --way 10 --shot "$s"; done
+for s in 1 5; do run --data mnist --way 10 --shot "$s"; done

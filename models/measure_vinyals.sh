@@ -5,9 +5,9 @@
 set -euo pipefail
 MODEL=${1:-models/vinyals.onnx}
 shift || true
-DATA=${EDGEMETA_DATA:-../shared/data}
+# A named source ("omniglot", "mnist"): the files under EDGEMETA_DATA when it holds them, else fetched once into EDGEMETA_CACHE.
 for ws in "5 1" "5 5" "20 1" "20 5"; do set -- $ws "$@"
-  edgemeta eval --model "$MODEL" --data "$DATA/omniglot" --split vinyals-test --way "$1" --shot "$2" \
+  edgemeta eval --model "$MODEL" --data omniglot --split vinyals-test --way "$1" --shot "$2" \
       --episodes 1000 --seed 0 --json "${@:3}" 2>/dev/null
   shift 2
 done

@@ -37,7 +37,7 @@
 # --model EXPORTED_STAGE --shifts 1). On a GPU add
 # --device cuda (8 episodes per optimizer step, bf16).
 set -euo pipefail
-DATA=${DATA:-../shared/data/omniglot}
+DATA=${DATA:-omniglot}  # a folder, or the named source (EDGEMETA_DATA's copy, else fetched once)
 RUN=${RUN:-runs/lake_cpu}
 RUN2=${RUN2:-runs/lake_cpu2}
 RUN3=${RUN3:-runs/lake_cpu4}

@@ -17,7 +17,7 @@
 # 98 minutes, B 33 (1 thread, beside its twin), C 21. On a GPU add --device cuda (8 episodes per
 # optimizer step, bf16).
 set -euo pipefail
-DATA=${DATA:-../shared/data/omniglot}
+DATA=${DATA:-omniglot}  # a folder, or the named source (EDGEMETA_DATA's copy, else fetched once)
 RUN2=${RUN2:-runs/lake_cpu2}
 RUNA=${RUNA:-runs/vinyals_cpu}
 RUNB=${RUNB:-runs/vinyals_1shot_affine}

@@ -41,6 +41,10 @@ METADATA_KEY = "edgemeta"
 # (prototypes inside, scores out), which must not be taken for the embedding model it was made from.
 CLASSIFIER_KEY = "edgemeta.classifier"
 LABELS_KEY = "labels"
+# What a baked classifier takes (its classifier entry's "input_kind"; files without one: normalized):
+# the model's normalized float32 [N, C, H, W], or decoded RGBA pixels uint8 [N, H, W, 4] of any size.
+BAKED_INPUTS = ("normalized", "pixels")
+BAKED_INPUT_TENSORS = {"normalized": "float32 [N, C, H, W], normalized", "pixels": "uint8 [N, H, W, 4] RGBA, any size"}
 FORMAT_VERSION = 1
 METRICS = ("sqeuclidean", "cosine")
 MAX_METADATA_BYTES = 1_000_000
@@ -180,8 +184,8 @@ def is_baked_classifier(props: dict[str, str]) -> bool:
 
 
 def classifier_summary(props: dict[str, str]) -> dict[str, Any]:
-    """What a baked classifier's metadata says: {"classes", "shots": {label: count}, "model_fingerprint",
-    "embedding_dim", "metric", "threshold"}; ModelError when it is damaged."""
+    """What a baked classifier's metadata says: {"classes", "input" (its name: dtype and layout), "shots":
+    {label: count}, "model_fingerprint", "embedding_dim", "metric", "threshold"}; ModelError when it is damaged."""
     try:
         if len(props.get(CLASSIFIER_KEY, "")) > MAX_METADATA_BYTES:
             raise ValueError("too large")
@@ -191,10 +195,13 @@ def classifier_summary(props: dict[str, str]) -> dict[str, Any]:
         if not (isinstance(labels, list) and isinstance(shots, list) and len(shots) == len(labels)):
             raise ValueError("labels and shots do not match")
         meta = ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None
+        kind = str(info.get("input_kind", "normalized"))
+        taken = f"{info.get('input', meta.input_name if meta else 'images')}: {BAKED_INPUT_TENSORS.get(kind, kind)}"
     except (ValueError, TypeError, AttributeError, RecursionError) as e:
         raise ModelError(f"baked classifier metadata is damaged: {e}") from None
     return {
         "classes": len(labels),
+        "input": taken,
         "shots": {str(lab): n for lab, n in zip(labels, shots)},
         "model_fingerprint": info.get("model_fingerprint"),
         "embedding_dim": meta and meta.embedding_dim,

@@ -15,12 +15,15 @@ sum with their float32 weights, each below ``exp(-margin)`` of the best one; the
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from .nearest import softmax_scores, squared_norms, top_k
+from .nearest import prototypes_from_sums, softmax_scores, squared_norms, top_k
 
 # Which path answers (both give the same results): float64 throughout is the faster one for
 # fewer than about 32,768 query-class pairs or one query among up to 4,096 classes (measured with
@@ -48,6 +51,13 @@ _U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 # When more than one entry in this many is near the best (unit vectors, d in [0, 4]), gathering
 # them costs more than float64 throughout.
 _DENSE = 8
+# The passes over a product of at least this many entries per thread are split among the cores:
+# at 64 x 100,000 two threads took 2.3 ms where one took 3.7 ms (2-core Xeon), a thread's start ~50 us.
+_ENTRIES_PER_THREAD = 2**20
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_T = TypeVar("_T")
+# Rows of [C, D] transposed per block when building (a block and its transpose fit in L2).
+_TRANSPOSE_ROWS = 4096
 
 
 class Neighbors(NamedTuple):
@@ -79,29 +89,21 @@ class PrototypeIndex:
     @classmethod
     def build(cls, labels: tuple[str, ...], sums: np.ndarray, counts: np.ndarray) -> PrototypeIndex:
         """From per-class sums float64 [C, D] and shot counts int64 [C]."""
-        protos = (sums / counts[:, None]).astype(np.float32)
-        wide = protos.astype(np.float64)
-        sq = squared_norms(wide)
+        protos = prototypes_from_sums(sums, counts)
+        sq = np.einsum("cd,cd->c", protos, protos, dtype=np.float64)
         exact, scaled = len(labels) <= EXACT_CLASSES, len(labels) >= SCALED_CLASSES
-        minus_2_t = np.ascontiguousarray(-2.0 * wide.T) if exact else np.empty(0)
+        minus_2_t = np.ascontiguousarray(-2.0 * protos.T.astype(np.float64)) if exact else np.empty(0)
         if not scaled:
             return cls(labels, protos, sq, counts, exact, scaled, minus_2_t, np.empty(0), np.empty(0))
-        center = wide.mean(axis=0)
-        centered = wide - center
-        matrix = np.empty((wide.shape[1] + 1, len(labels)), dtype=np.float32)
-        np.multiply(centered.T, -2.0, out=matrix[:-1], casting="same_kind")  # no float64 [D, C] temporary
-        matrix[-1] = squared_norms(centered)
+        center = protos.mean(axis=0, dtype=np.float64).astype(np.float32)
+        centered = protos - center  # float32: one rounding of each difference, as the bound assumes
+        matrix = np.empty((protos.shape[1] + 1, len(labels)), dtype=np.float32)
+        for start in range(0, len(labels), _TRANSPOSE_ROWS):  # in blocks: a whole transposed copy thrashes the cache
+            block = centered[start : start + _TRANSPOSE_ROWS]
+            np.multiply(block.T, np.float32(-2.0), out=matrix[:-1, start : start + len(block)])
+        matrix[-1] = np.einsum("cd,cd->c", centered, centered, dtype=np.float64)
         return cls(
-            labels,
-            protos,
-            sq,
-            counts,
-            exact,
-            scaled,
-            minus_2_t,
-            center.astype(np.float32),
-            matrix,
-            float(np.sqrt(matrix[-1].max())),
+            labels, protos, sq, counts, exact, scaled, minus_2_t, center, matrix, float(np.sqrt(matrix[-1].max()))
         )
 
     def search(self, queries: np.ndarray, k: int) -> Neighbors:
@@ -129,7 +131,8 @@ class PrototypeIndex:
     def _scaled(self, queries: np.ndarray, k: int) -> Neighbors:
         """float32 candidates, float64 results (see the module docstring). Two passes over the float32
         [N, C] product (its minimum, a comparison) pick the few entries that matter; at 100,000 classes
-        each pass over all entries, or a new array of them, costs milliseconds."""
+        each pass over all entries, or a new array of them, costs milliseconds, so a large product's
+        rows are split among the cores."""
         n, c = queries.shape[0], len(self.labels)
         q = queries.astype(np.float64)
         qc = np.ones((n, q.shape[1] + 1), dtype=np.float32)  # [N, D + 1]: q - center, 1
@@ -139,10 +142,10 @@ class PrototypeIndex:
         # around them (with room for a float32 sum of C weights).
         qc_sq = squared_norms(qc[:, :-1].astype(np.float64))
         tol = (2 * q.shape[1] + 8 + math.log2(c)) * _U32 * (np.sqrt(qc_sq) + self.radius) ** 2
-        low = work.min(axis=1)
-        kth = low if k == 1 else np.partition(work, k - 1, axis=1)[:, k - 1]
-        exact_below = kth + 2 * tol + np.log(np.maximum(c * tol / _SCORE_TOL, 1.0))
-        flat = np.flatnonzero(work <= np.maximum(exact_below, low + 2 * tol + math.log(c / _SCORE_TOL))[:, None])
+        spans = _row_spans(n, c)
+        found = _each_in_parallel(lambda lo, hi: _entries_that_matter(work[lo:hi], tol[lo:hi], k), spans)
+        flat = np.concatenate([part + lo * c for (lo, _), (part, _) in zip(spans, found)])
+        exact_below = np.concatenate([below for _, below in found])
         if flat.size * _DENSE > work.size:  # e.g. unit vectors: every class within a few nats
             return self._exact(q, k, -2.0 * self.prototypes.T.astype(np.float64))
         rows, cols = np.divmod(flat, c)  # rows ascending
@@ -164,6 +167,52 @@ class PrototypeIndex:
             np.maximum(near_partial + squared_norms(q)[:, None], 0.0),
             np.exp(shift[:, None] - near_partial) / total[:, None],
         )
+
+
+def _entries_that_matter(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the float32 product ``work`` [n, C] and their error bounds ``tol`` float64 [n] -> the
+    flat indices into ``work`` of the entries that matter (int64, ascending) and, per row, the limit
+    below which an entry is recomputed in float64 (float64 [n])."""
+    c = work.shape[1]
+    low = work.min(axis=1)
+    kth = low if k == 1 else np.partition(work, k - 1, axis=1)[:, k - 1]
+    exact_below = kth + 2 * tol + np.log(np.maximum(c * tol / _SCORE_TOL, 1.0))
+    keep_below = np.maximum(exact_below, low + 2 * tol + math.log(c / _SCORE_TOL))
+    # Compared in float32 (a float64 limit would widen all n x C entries first, a pass as slow as the
+    # comparison), the limit rounded up so that no entry below it is missed.
+    limit = np.nextafter(keep_below.astype(np.float32), np.float32(np.inf))
+    return np.flatnonzero(work <= limit[:, None]), exact_below
+
+
+def _row_spans(n: int, c: int) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) of an [n, c] product, one per core when it is large enough to pay for a
+    thread (numpy releases the GIL in these passes)."""
+    parts = max(1, min(_CORES, n, n * c // _ENTRIES_PER_THREAD))
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _each_in_parallel(fn: Callable[[int, int], _T], spans: list[tuple[int, int]]) -> list[_T]:
+    """``fn(lo, hi)`` for each span, the first on this thread and the others on threads of their own
+    (started per call: nothing outlives it, and a forked child inherits no pool)."""
+    results: list[Any] = [None] * len(spans)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(*spans[i])
+        except BaseException as e:  # re-raised on the calling thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(spans))]
+    for t in threads:
+        t.start()
+    run(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:

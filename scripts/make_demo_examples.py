@@ -1,4 +1,5 @@
-"""Write the demo's example images into models/examples/ from the real data (run once by developers).
+"""Write the demo's example images into models/examples/ from the real data, with manifest.json (the web
+demo's list of them; run once by developers).
 
 10 characters from 10 different Omniglot *evaluation* alphabets (never seen in training),
 6 drawings each, as the original 105x105 1-bit PNGs; and 6 MNIST test digits per class
@@ -67,4 +68,7 @@ if __name__ == "__main__":
     out = REPO / "models" / "examples"
     omniglot(data, out)
     mnist(data, out)
+    from edgemeta.commands.web_cmd import write_examples_manifest  # the web demo's preset list
+
+    write_examples_manifest(out)
     print(f"wrote examples to {out}")

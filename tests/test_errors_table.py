@@ -113,6 +113,9 @@ def make_files(tmp: Path) -> None:
     squash = metadata(SIZE * SIZE)
     squash["preprocess"]["aspect"] = "squash"
     linear_model(tmp / "badaspect.onnx", meta=squash)
+    nearest = metadata(SIZE * SIZE)
+    nearest["preprocess"]["resize"] = "nearest"
+    linear_model(tmp / "nearest.onnx", meta=nearest)
 
 
 @pytest.fixture(scope="module")

@@ -211,3 +211,22 @@ def test_official_zip_gives_the_npz_classes_in_the_npz_order(data_dir, tmp_path)
     keep = np.array([g in alphabets for g in from_npz.class_groups])
     assert from_zip.class_names == [n for n, k in zip(from_npz.class_names, keep) if k]
     assert np.array_equal(from_zip.images, from_npz.images[keep[from_npz.targets]])
+
+
+@needs_torch
+def test_only_local_rank_0_downloads_then_the_others_read_its_copy(files, cache, server, monkeypatch):
+    from types import SimpleNamespace
+
+    from edgemeta.train import data as train_data
+    from edgemeta.train.distributed import DistInfo
+
+    waited = []
+    monkeypatch.setattr(train_data.distributed, "barrier", lambda info: waited.append(info.rank))
+    cfg = SimpleNamespace(data="omniglot", split="background")
+    train_data.fetch_once(cfg, DistInfo(world=2, rank=1, local_rank=1))
+    assert not server and not cache.exists()  # a rank other than 0 waits at the barrier, fetches nothing
+    train_data.fetch_once(cfg, DistInfo(world=2, rank=0, local_rank=0))
+    assert server and (cache / "omniglot" / "images_background.zip").is_file()
+    assert waited == [1, 0]
+    train_data.fetch_once(SimpleNamespace(data=str(files / "omniglot"), split=None), DistInfo(world=2))
+    assert waited == [1, 0]  # a folder needs no download and no barrier

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 from pathlib import Path
@@ -54,6 +55,37 @@ def test_serves_page_model_examples_and_runtime_with_isolation_headers(server):
     example = sorted((default_model_path().parent / "examples" / "omniglot").iterdir())[0]
     png = get(server, f"/examples/omniglot/{example.name}/0.png")
     assert png.status == 200 and png.body == (example / "0.png").read_bytes()
+    manifest = get(server, "/examples/manifest.json")
+    assert manifest.status == 200 and manifest.headers["Content-Type"] == "application/json"
+    assert json.loads(manifest.body) == web_cmd.examples_manifest(example.parents[1])
+
+
+def test_the_shipped_examples_manifest_lists_the_folder_as_it_is():
+    """The page's preset comes from models/examples/manifest.json, a plain file any static server
+    serves; it must list exactly what the folder holds (rewrite it with write_examples_manifest)."""
+    examples = default_model_path().parent / "examples"
+    shipped = json.loads((examples / web_cmd.MANIFEST).read_text(encoding="utf-8"))
+    assert shipped == web_cmd.examples_manifest(examples), (
+        "models/examples/manifest.json is stale: python -c 'from edgemeta.commands.web_cmd import "
+        "write_examples_manifest as w; w()'"
+    )
+    listed = [p for classes in shipped["sets"].values() for c in classes for p in c["images"]]
+    assert sorted(listed) == sorted(p.relative_to(examples).as_posix() for p in examples.glob("*/*/*.png"))
+    preset = shipped["preset"]
+    assert len(shipped["sets"][preset["set"]]) >= 5
+    assert all(len(c["images"]) >= preset["shots"] for c in shipped["sets"][preset["set"]])
+
+
+def test_manifest_orders_images_by_number(tmp_path):
+    for name in ("10.png", "2.png", "0.png", "notes.txt"):
+        (tmp_path / "set" / "b").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "set" / "b" / name).write_bytes(b"")
+    (tmp_path / "set" / "a").mkdir()
+    path = web_cmd.write_examples_manifest(tmp_path)
+    sets = json.loads(path.read_text(encoding="utf-8"))["sets"]
+    assert sets == {
+        "set": [{"label": "a", "images": []}, {"label": "b", "images": ["set/b/0.png", "set/b/2.png", "set/b/10.png"]}]
+    }
 
 
 @needs_npm

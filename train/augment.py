@@ -1,11 +1,11 @@
 """Batched on-device augmentation, per image, independently, on the 0..1 image before normalization.
 
 Random affine (rotation, scale, shear, translation) through one ``affine_grid`` +
-``grid_sample`` per batch. Grayscale (ink-bright, background 0): stroke-width change (dilate /
-erode with a 3x3 max-pool), pixels moved in from outside are 0. Colour (``for_channels``): no
-stroke change (meaningless on photos) but brightness, contrast and a small saturation jitter;
-never a hue shift, since hue is what tells a red circle from a blue one. Pixels moved in from
-outside take the data's mean colour, not black.
+``grid_sample`` per batch. Ink (grayscale, ink-bright, background 0): stroke-width change (dilate /
+erode with a 3x3 max-pool), pixels moved in from outside are 0. Photos (``for_channels``: colour, or
+grayscale photos): no stroke change (meaningless on photos) but brightness, contrast and, in colour,
+a small saturation jitter; never a hue shift, since hue is what tells a red circle from a blue one.
+Pixels moved in from outside take the data's mean colour, not black.
 """
 
 from __future__ import annotations
@@ -48,22 +48,26 @@ PRESETS = {
 COLOUR_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.1}
 
 
-def for_channels(cfg: AugmentConfig | None, channels: int) -> AugmentConfig | None:
-    """The preset as it applies to ``channels``: colour trades stroke-width change for colour jitter."""
-    if cfg is None or channels == 1:
+def for_channels(cfg: AugmentConfig | None, channels: int, photo: bool | None = None) -> AugmentConfig | None:
+    """The preset as it applies to ``channels``: photos (``photo``; default: colour) trade stroke-width
+    change for colour jitter (grayscale photos: brightness and contrast alone)."""
+    if cfg is None or not (channels == 3 if photo is None else photo):
         return cfg
-    stroke = cfg.dilate or cfg.erode
-    return replace(cfg, dilate=0.0, erode=0.0, **(COLOUR_JITTER if stroke else {}))
+    jitter = COLOUR_JITTER if channels == 3 else {**COLOUR_JITTER, "saturation": 0.0}
+    return replace(cfg, dilate=0.0, erode=0.0, **(jitter if cfg.dilate or cfg.erode else {}))
 
 
 def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """x float [B, 3, H, W] in 0..1 -> brightness, contrast and saturation changed per image, clamped to 0..1."""
+    """x float [B, C, H, W] in 0..1 -> brightness, contrast and (C = 3) saturation changed per image,
+    clamped to 0..1."""
     n = x.shape[0]
     u = _uniform(3 * n, 1.0, g, x.device).view(3, n, 1, 1, 1).to(x.dtype)
     b, c, s = 1.0 + u[0] * cfg.brightness, 1.0 + u[1] * cfg.contrast, 1.0 + u[2] * cfg.saturation
     x = x * b
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * c + mean
+    if x.shape[1] != 3:
+        return x.clamp(0.0, 1.0)
     gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
     return ((x - gray) * s + gray).clamp(0.0, 1.0)
 

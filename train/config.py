@@ -32,6 +32,7 @@ class TrainConfig:
     mean: list = field(default_factory=list)  # per channel; empty: from the training images (colour) or 0
     std: list = field(default_factory=list)  # per channel; empty: from the training images (colour) or 1
     aspect: str = ""  # PreprocessSpec.aspect; empty: letterbox for colour, stretch for grayscale
+    polarity: str = ""  # PreprocessSpec.polarity; empty: none for colour, light_on_dark for grayscale (ink)
     metric: str = "sqeuclidean"
     lr: float = 1e-3
     lr_step: int = 0  # episodes between halvings; 0: episodes / 8

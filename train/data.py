@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from edgemeta.lab.datasets import FewShotData, held_out_classes, is_omniglot, load_source
+from edgemeta.lab.datasets import FewShotData, held_out_classes, is_named, is_omniglot, load_source, resolve
 from edgemeta.runtime.errors import DataError
 from edgemeta.runtime.preprocess import PreprocessSpec
 
+from . import distributed
 from .input_spec import note
 
 DEFAULT_WAY = 60  # training way when --way is not given and the data has as many classes
@@ -29,6 +30,15 @@ def subset(data: FewShotData, keep: np.ndarray) -> FewShotData:
 
 def _unrotated(data: FewShotData) -> np.ndarray:
     return np.array([not n.endswith(("/rot090", "/rot180", "/rot270")) for n in data.class_names])
+
+
+def fetch_once(cfg: Any, info: distributed.DistInfo) -> None:
+    """A named source (``--data omniglot``) not yet on disk is downloaded once per machine, by its
+    local rank 0; the other ranks wait, then read that copy from the cache."""
+    if is_named(str(cfg.data)):
+        if info.local_rank == 0:
+            resolve(cfg.data, cfg.split)
+        distributed.barrier(info)
 
 
 def load_train_val(cfg: Any, spec: PreprocessSpec) -> tuple[FewShotData, FewShotData | None, dict[str, Any]]:

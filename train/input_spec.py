@@ -1,8 +1,14 @@
 """A run's input encoding: channels (from the data unless given), polarity, aspect policy and
-mean/std (from the training images for colour models unless given).
+mean/std (from the training images for photos unless given).
 
-Everything is resolved once into the ``TrainConfig`` fields (``channels``, ``mean``, ``std``,
-``aspect``), so a resumed run, ``config.json`` and export all see the same encoding.
+Photos are colour models, and grayscale models of a folder of colour photos: polarity ``none`` (a
+busy background gives the border rule a coin flip, which would invert half the training images
+at random), mean/std from the training images and photometric rather than stroke augmentation.
+Ink on paper (Omniglot, MNIST, grayscale folders) keeps ``light_on_dark`` with auto polarity and
+(0, 1), the encoding of every grayscale model so far.
+
+Everything is resolved once into the ``TrainConfig`` fields (``channels``, ``polarity``, ``mean``,
+``std``, ``aspect``), so a resumed run, ``config.json`` and export all see the same encoding.
 """
 
 from __future__ import annotations
@@ -43,19 +49,27 @@ def init_preprocess(init: str) -> dict[str, Any] | None:
 
 def resolve_input(cfg: Any) -> None:
     """Fill ``cfg.channels`` (0: from ``--init``'s model, else 3 for a folder of colour images, else 1)
-    and, when fine-tuning without ``--mean/--std``, take the initial model's encoding."""
+    and ``cfg.polarity``; when fine-tuning without ``--mean/--std``, take the initial model's encoding."""
     init = init_preprocess(cfg.init) if cfg.init else None
+    colour = None if init else colour_source(cfg.data)
     if not cfg.channels:
         if init:
             cfg.channels = int(init["channels"])
         else:
-            cfg.channels = 3 if colour_source(cfg.data) else 1
+            cfg.channels = 3 if colour else 1
             if cfg.channels == 3:
                 note("the data holds colour images: training in colour (RGB); --channels 1 for grayscale")
     if init and int(init.get("channels", 0)) == cfg.channels:
         if not cfg.mean and not cfg.std:  # the network was trained on this encoding: keep it
             cfg.mean, cfg.std = list(init["mean"]), list(init["std"])
         cfg.aspect = cfg.aspect or init.get("aspect", "")
+        cfg.polarity = cfg.polarity or init.get("polarity", "")
+    elif cfg.channels == 1 and colour and not cfg.polarity:
+        cfg.polarity = "none"
+        note(
+            "grayscale run on colour photos: polarity none (no inversion by the border), mean/std from the "
+            "training images, brightness/contrast jitter instead of stroke width"
+        )
     for name in ("mean", "std"):
         values = getattr(cfg, name)
         if values and len(values) != cfg.channels:
@@ -65,15 +79,16 @@ def resolve_input(cfg: Any) -> None:
 
 
 def preprocess_spec(cfg: Any) -> PreprocessSpec:
-    """The run's ``PreprocessSpec``: colour models take polarity ``none`` and keep the aspect;
-    mean/std are (0, 1) until ``fit_statistics`` (or ``--mean/--std``) sets them."""
+    """The run's ``PreprocessSpec``: colour models take polarity ``none`` and keep the aspect,
+    grayscale ones ``cfg.polarity`` (empty: ``light_on_dark``) and stretch; mean/std are (0, 1)
+    until ``fit_statistics`` (or ``--mean/--std``) sets them."""
     c = cfg.channels or 1
     colour = c == 3
     extra = {"aspect": cfg.aspect or (COLOUR_ASPECT if colour else "stretch")} if _HAS_ASPECT else {}
     return PreprocessSpec(
         size=(cfg.size, cfg.size),
         channels=c,
-        polarity="none" if colour else "light_on_dark",
+        polarity=getattr(cfg, "polarity", "") or ("none" if colour else "light_on_dark"),
         mean=tuple(cfg.mean) if cfg.mean else (0.0,) * c,
         std=tuple(cfg.std) if cfg.std else (1.0,) * c,
         **extra,
@@ -96,10 +111,11 @@ def channel_statistics(images: np.ndarray, chunk: int = 4096) -> tuple[list[floa
 
 
 def fit_statistics(cfg: Any, images: np.ndarray) -> PreprocessSpec:
-    """The final spec: a colour run without ``--mean/--std`` normalizes by the training images'
-    statistics (``images``: uint8 [M, H, W, C]), recorded in ``cfg``. Grayscale runs keep (0, 1),
-    the encoding of every grayscale model so far."""
-    if cfg.channels == 3 and not (cfg.mean and cfg.std):
+    """The final spec: a run on photos (polarity ``none``: colour, or grayscale of colour photos)
+    without ``--mean/--std`` normalizes by the training images' statistics (``images``: uint8
+    [M, H, W, C]), recorded in ``cfg``. Ink-on-paper runs keep (0, 1), the encoding of every
+    grayscale model so far."""
+    if preprocess_spec(cfg).polarity == "none" and not (cfg.mean and cfg.std):
         mean, std = channel_statistics(images)
         cfg.mean, cfg.std = cfg.mean or mean, cfg.std or std
     return preprocess_spec(cfg)

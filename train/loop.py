@@ -30,7 +30,7 @@ from .backbones import build_backbone, embedding_dim
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, resolve
 from .curves import plot_curves
-from .data import load_train_val
+from .data import fetch_once, load_train_val
 from .distributed import DistInfo
 from .input_spec import fit_statistics, preprocess_spec, resolve_input
 from .interrupt import RunGuard
@@ -69,9 +69,10 @@ class InputPipe:
         scale, offset = normalize_constants(spec)
         self.scale = torch.as_tensor(scale, device=device).view(1, -1, 1, 1)
         self.offset = torch.as_tensor(offset, device=device).view(1, -1, 1, 1)
-        self.augment = for_channels(PRESETS[augment_name], spec.channels)
-        # Colour: pixels moved in by the affine take the data's mean colour (gray: 0, the ink-bright background).
-        self.fill = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1) if spec.channels == 3 else None
+        photo = spec.polarity == "none"  # colour, or grayscale photos (train/input_spec.py)
+        self.augment = for_channels(PRESETS[augment_name], spec.channels, photo)
+        # Photos: pixels moved in by the affine take the data's mean colour (ink: 0, the ink-bright background).
+        self.fill = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1) if photo else None
         self.generator = torch.Generator(device=device)
         self.reseed(seed)
 
@@ -159,6 +160,7 @@ def _prepare(cfg: TrainConfig, resume: bool, overwrite: bool, progress: bool, in
     cfg = resolve(cfg if ckpt is None else saved_config(ckpt, cfg))
     seed_all(cfg.seed)
     device = distributed.device_for(cfg.device, info)
+    fetch_once(cfg, info)
     if ckpt is None:
         resolve_input(cfg)
     train_data, val_data, data_info = load_train_val(cfg, preprocess_spec(cfg))

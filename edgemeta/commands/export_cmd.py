@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .options import (
+    Decorator,
     far_option,
     finite_threshold,
     json_option,
@@ -138,6 +139,21 @@ def export(
         )
 
 
+def _bake_input_option() -> Decorator:
+    """``--input``: one of the baked classifier inputs ``BAKED_INPUTS``."""
+    from edgemeta.runtime.metadata import BAKED_INPUTS
+
+    return click.option(
+        "--input",
+        "input_kind",
+        type=click.Choice(BAKED_INPUTS),
+        default="normalized",
+        show_default=True,
+        help="What the graph takes: the model's normalized float32 [N, C, H, W], or decoded RGBA pixels "
+        "uint8 [N, H, W, 4] of any size (the whole preprocessing inside the graph).",
+    )
+
+
 @click.command()
 @model_option("-m", help="Embedding model (default: the shipped model).")
 @store_option("-s", help="Prototype store made with that model.")
@@ -151,6 +167,7 @@ def export(
     callback=finite_threshold,
     help="One squared distance for the 'accepted' output, every class alike (overrides --reject).",
 )
+@_bake_input_option()
 @json_option("Print the report as one JSON document.")
 def bake(
     model_path: Path | None,
@@ -159,20 +176,22 @@ def bake(
     reject: str | None,
     far: float | None,
     threshold: float | None,
+    input_kind: str,
     as_json: bool,
 ) -> None:
-    """Bake a model and a store into one ONNX classifier: normalized images in, scores and best index out."""
+    """Bake a model and a store into one ONNX classifier: images in, scores and best index out."""
     from .extras import require_extra
 
     require_extra("edgemeta bake", "bake")  # onnx only: baking never imports torch
     from edgemeta.export.bake import bake as bake_file
 
     model = load_model(model_path)
-    report = bake_file(model, store_path, out, reject=reject, far=far, threshold=threshold)
+    report = bake_file(model, store_path, out, reject=reject, far=far, threshold=threshold, input_kind=input_kind)
     if as_json:
         click.echo(json.dumps(report))
         return
     click.echo(
-        f"wrote {report['out']} ({report['bytes']} bytes): {report['classes']} classes, "
-        f"verified against the runtime (max score diff {report['max_score_diff']:.2g})"
+        f"wrote {report['out']} ({report['bytes']} bytes): {report['classes']} classes, {input_kind} input, "
+        f"verified against the runtime on {report['verified_images']} images "
+        f"(max score diff {report['max_score_diff']:.2g})"
     )

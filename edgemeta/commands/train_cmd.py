@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .options import json_option, split_option
+from .options import Decorator, json_option, split_option
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float]:
@@ -28,6 +28,20 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     if not shots or min(shots) < 1:
         raise click.BadParameter("shots must be positive integers")
     return shots
+
+
+def _aspect_option() -> Decorator:
+    """``--aspect``: one of the runtime's ``ASPECTS`` (imported when the command loads, as options.py does)."""
+    from edgemeta.runtime.aspect import ASPECTS
+
+    return click.option(
+        "--aspect",
+        default=None,
+        type=click.Choice(ASPECTS),
+        help="How an image of another aspect ratio is fitted to the square input (recorded in the model): "
+        "stretch, center_crop or letterbox (pad)  [default: --init's model; else letterbox for colour, "
+        "stretch for grayscale].",
+    )
 
 
 @click.command()
@@ -128,6 +142,7 @@ def _shots(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     help="Per-channel std on the 0..1 scale, comma-separated  [default: colour: the training images'; gray: 1].",
 )
 @click.option("--size", default=28, show_default=True, type=click.IntRange(8, 512), help="Input size (square).")
+@_aspect_option()
 @click.option("--metric", default="sqeuclidean", show_default=True, type=click.Choice(["sqeuclidean", "cosine"]))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option(
@@ -196,6 +211,7 @@ def train(
     init: str | None,
     backbone: str,
     size: int,
+    aspect: str | None,
     channels: str | None,
     mean: list[float],
     std: list[float],
@@ -257,6 +273,7 @@ def train(
         channels=int(channels or 0),
         mean=mean,
         std=std,
+        aspect=aspect or "",  # empty: from --init's model, else by channels (train/input_spec.py)
         metric=metric,
         lr=lr,
         lr_step=lr_step,

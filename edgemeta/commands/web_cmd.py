@@ -2,7 +2,10 @@
 
 Standard library only. Every response carries the cross-origin isolation headers (COOP/COEP) that
 onnxruntime-web needs for WASM threads. Routes: ``/`` the ``web/`` folder (the page is
-``/demo/``), ``/model.onnx`` the chosen model, ``/examples/...`` the shipped example images.
+``/demo/``), ``/model.onnx`` the chosen model, ``/examples/...`` the shipped example images and
+their ``manifest.json`` (``examples_manifest``), which the page reads its preset from: a file, so
+any static server can serve it too. ``/demo/sw.js`` (the page's offline cache) may take the whole
+folder as its scope (``Service-Worker-Allowed``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import errno
 import functools
 import http.server
+import json
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+SERVICE_WORKER = "/demo/sw.js"  # the demo's offline cache (web/demo/sw.js)
 TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
@@ -74,6 +79,10 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         for key, value in ISOLATION_HEADERS.items():
             self.send_header(key, value)
+        if self.path.split("?", 1)[0] == SERVICE_WORKER:
+            # The demo's worker takes the whole folder: onnxruntime-web's thread workers start from
+            # node_modules/, and a worker script is only served from the cache within the scope.
+            self.send_header("Service-Worker-Allowed", "/")
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the parent's name)
@@ -99,6 +108,39 @@ def model_examples() -> Path:
     from edgemeta.runtime.model import default_model_path
 
     return default_model_path().parent / "examples"
+
+
+MANIFEST = "manifest.json"
+# What the page's "Load shipped examples" enrolls: the first ``shots`` images of each class of ``set``.
+PRESET = {"set": "omniglot", "shots": 5}
+
+
+def examples_manifest(examples: Path) -> dict[str, Any]:
+    """The manifest of an examples folder (``SET/CLASS/N.png``): ``{"version": 1, "preset": PRESET,
+    "sets": {set: [{"label": class, "images": [path relative to the folder, ...]}, ...]}}``, classes
+    by name and images by number."""
+
+    def number(f: Path) -> tuple[int, str]:
+        return (int(f.stem) if f.stem.isdigit() else -1, f.name)
+
+    sets: dict[str, list[dict[str, Any]]] = {}
+    for folder in sorted(p for p in examples.iterdir() if p.is_dir()):
+        sets[folder.name] = [
+            {
+                "label": c.name,
+                "images": [f"{folder.name}/{c.name}/{f.name}" for f in sorted(c.glob("*.png"), key=number)],
+            }
+            for c in sorted(p for p in folder.iterdir() if p.is_dir())
+        ]
+    return {"version": 1, "preset": PRESET, "sets": sets}
+
+
+def write_examples_manifest(examples: Path | None = None) -> Path:
+    """Write ``manifest.json`` into the examples folder (default: the shipped one); its path."""
+    folder = model_examples() if examples is None else examples
+    path = folder / MANIFEST
+    path.write_text(json.dumps(examples_manifest(folder), indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 @click.command("web")

@@ -34,6 +34,7 @@ pad.addEventListener("pointermove", (e) => {
   last = [e.offsetX, e.offsetY];
 });
 pad.addEventListener("pointerup", () => { last = null; predict(); });
+pad.addEventListener("pointercancel", () => { last = null; }); // e.g. a touch the browser took back
 
 // The store also lives in IndexedDB, so a reload keeps what was taught.
 function storeDb() {
@@ -113,18 +114,23 @@ $("add").onclick = async () => {
   showClasses();
 };
 
-// The shipped examples (models/examples/omniglot): five drawings per class, listed by the server.
+// The shipped examples (models/examples): its manifest.json names the preset's set, the drawings
+// per class and every image, so any static server that holds the folder serves the preset.
 $("preset").onclick = async () => {
-  const listing = await (await fetch("../examples/omniglot/")).text();
-  const names = [...listing.matchAll(/href="([^"/?]+)\/"/g)].map((m) => decodeURIComponent(m[1]));
-  for (const name of names) {
-    const images = await Promise.all([0, 1, 2, 3, 4].map(async (i) => {
-      const blob = await (await fetch(`../examples/omniglot/${encodeURIComponent(name)}/${i}.png`)).blob();
-      return createImageBitmap(blob);
-    }));
-    await clf.enroll(name, images);
+  const where = new URL("../examples/manifest.json", location.href);
+  const res = await fetch(where).catch(() => null);
+  if (!res?.ok) {
+    $("status").textContent = `No shipped examples at ${where.pathname}: copy models/examples to web/examples.`;
+    return;
   }
-  $("status").textContent = `Loaded ${names.length} classes of shipped Omniglot examples.`;
+  const { preset, sets } = await res.json();
+  for (const { label, images } of sets[preset.set]) {
+    const bitmaps = await Promise.all(images.slice(0, preset.shots).map(async (path) => {
+      return createImageBitmap(await (await fetch(new URL(path, where))).blob());
+    }));
+    await clf.enroll(label, bitmaps);
+  }
+  $("status").textContent = `Loaded ${sets[preset.set].length} classes of shipped ${preset.set} examples.`;
   showClasses();
 };
 
@@ -155,4 +161,47 @@ async function main() {
   document.body.dataset.ready = "1";
 }
 
-main().catch((e) => { $("status").textContent = `Error: ${e.message}`; });
+// Offline use: sw.js keeps every file this page loaded (see there how versions refresh). Service
+// workers need a secure context: https, or http on localhost/127.0.0.1.
+async function keepOffline() {
+  if (!("serviceWorker" in navigator) || !navigator.onLine) return;
+  // The web/ folder, not just demo/: onnxruntime-web's thread workers start from its .mjs, and a
+  // worker script is only served by a worker whose scope holds it (needs the server's
+  // Service-Worker-Allowed header); without the header only demo/ is covered.
+  await navigator.serviceWorker.register("sw.js", { scope: "../" }).catch(() => navigator.serviceWorker.register("sw.js"));
+  const { active } = await navigator.serviceWorker.ready;
+  const urls = await neededUrls();
+  const reply = await new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = (e) => resolve(e.data);
+    active.postMessage({ type: "refresh", urls }, [channel.port2]);
+  });
+  if (reply.error) throw new Error(reply.error);
+  if (reply.updated) $("status").textContent += " A new version was downloaded for offline use: reload to run it.";
+  document.body.dataset.offline = reply.version;
+}
+
+/** This page, every same-origin file it fetched so far (scripts, modules, onnxruntime-web's .mjs
+ * and .wasm, the model) and the manifest with the preset's images, as absolute URLs. */
+async function neededUrls() {
+  const urls = [location.href.split("#")[0]];
+  for (const { name, responseStatus } of performance.getEntriesByType("resource")) {
+    if (new URL(name).origin === location.origin && (responseStatus ?? 200) === 200) urls.push(name);
+  }
+  const manifest = new URL("../examples/manifest.json", location.href);
+  const res = await fetch(manifest).catch(() => null);
+  if (res?.ok) {
+    urls.push(manifest.href);
+    const { preset, sets } = await res.json();
+    for (const { images } of sets[preset.set]) urls.push(...images.slice(0, preset.shots).map((path) => new URL(path, manifest).href));
+  }
+  return urls;
+}
+
+main().then(
+  () => keepOffline().catch((e) => {
+    const served = navigator.serviceWorker?.controller ? "Running from the offline copy, not refreshed" : "Not kept for offline use";
+    $("status").textContent += ` ${served} (${e.message}).`;
+  }),
+  (e) => { $("status").textContent = `Error: ${e.message}`; },
+);

@@ -4,6 +4,8 @@
     python web/test/fixtures.py classifier OUT   # default model: images, embeddings, predictions, a store
     python web/test/fixtures.py check-store OUT STORE  # Python's predictions with a store written by JavaScript
     python web/test/fixtures.py data OUT         # 1,000 Omniglot evaluation + 1,000 MNIST test images (EDGEMETA_DATA)
+    python web/test/fixtures.py rgb OUT          # tiny 3-channel models, colour images, Python's answers (rgb_fixture.py)
+    python web/test/fixtures.py check-rgb-store OUT MODEL STORE  # Python's answers with a JS store of an rgb model
 
 Images are written as raw uint8 files (row-major [H, W, C]) beside a JSON index, so both runtimes
 start from the same decoded pixels. Everything uses the public API of ``edgemeta.runtime``.
@@ -187,5 +189,14 @@ if __name__ == "__main__":
         from data_fixture import data_fixture
 
         data_fixture(target)
+    elif command in ("rgb", "check-rgb-store"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from rgb_fixture import check_store as check_rgb_store
+        from rgb_fixture import rgb_fixture
+
+        if command == "rgb":
+            rgb_fixture(target)
+        else:
+            json.dump(check_rgb_store(target, sys.argv[3], Path(sys.argv[4])), sys.stdout)
     else:
         sys.exit(f"unknown command {command}")
