@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -115,3 +116,27 @@ def test_missing_web_folder_or_dependencies(tmp_path, monkeypatch):
     (tmp_path / "web" / "demo" / "index.html").write_text("<html></html>")
     with pytest.raises(EdgemetaError, match="JavaScript dependencies are missing: run 'npm ci --ignore-scripts'"):
         web_cmd.web_root()
+
+
+def conditional_get(port: int, path: str, etag: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", path, headers={"If-None-Match": etag, "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    res = conn.getresponse()
+    res.body = res.read()  # type: ignore[attr-defined]
+    return res
+
+
+def test_files_carry_an_etag_that_tells_another_model_apart(server, tmp_path):
+    first = get(server, "/model.onnx")
+    etag = first.headers["ETag"]
+    assert etag and first.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    same = conditional_get(server, "/model.onnx", etag)
+    assert same.status == 304 and same.body == b"" and same.headers["ETag"] == etag
+    assert conditional_get(server, "/model.onnx", '"other"').status == 200  # If-None-Match wins over the date
+    # Another model file, even with the same size and modification time, is another entity.
+    other = tmp_path / "other.onnx"
+    other.write_bytes(default_model_path().read_bytes())
+    st = default_model_path().stat()
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert web_cmd.file_etag(str(other)) != web_cmd.file_etag(str(default_model_path()))
+    assert web_cmd.file_etag(str(tmp_path / "missing")) is None

@@ -5,7 +5,9 @@ onnxruntime-web needs for WASM threads. Routes: ``/`` the ``web/`` folder (the p
 ``/demo/``), ``/model.onnx`` the chosen model, ``/examples/...`` the shipped example images and
 their ``manifest.json`` (``examples_manifest``), which the page reads its preset from: a file, so
 any static server can serve it too. ``/demo/sw.js`` (the page's offline cache) may take the whole
-folder as its scope (``Service-Worker-Allowed``).
+folder as its scope (``Service-Worker-Allowed``). Files carry an ETag of their identity (inode,
+size, modification time), which the offline cache revalidates with: Last-Modified alone cannot
+tell apart two files checked out in the same second, such as another ``--model``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import errno
 import functools
 import http.server
 import json
+import os
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,17 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
             return str(self.examples.joinpath(*parts))
         return super().translate_path(path)
 
+    def send_head(self) -> Any:
+        self.etag = file_etag(self.translate_path(self.path))
+        if self.etag and self.etag in self.headers.get("If-None-Match", ""):
+            self.send_response(http.HTTPStatus.NOT_MODIFIED)
+            self.end_headers()
+            return None
+        return super().send_head()  # If-Modified-Since is ignored when If-None-Match is sent
+
     def end_headers(self) -> None:
+        if getattr(self, "etag", None):
+            self.send_header("ETag", self.etag)
         for key, value in ISOLATION_HEADERS.items():
             self.send_header(key, value)
         if self.path.split("?", 1)[0] == SERVICE_WORKER:
@@ -87,6 +100,17 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the parent's name)
         click.echo(f"{self.address_string()} {format % args}", err=True)
+
+
+def file_etag(path: str) -> str | None:
+    """A strong validator for the file at ``path`` (a folder: its ``index.html``; None for anything
+    else): another file, or this one rewritten, gets another."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "index.html")
+    if not os.path.isfile(path):
+        return None
+    st = os.stat(path)
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
 def make_server(model: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
