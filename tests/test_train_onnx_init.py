@@ -166,3 +166,37 @@ def test_init_from_an_int8_file_asks_for_the_fp32_one(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     with pytest.raises(CheckpointError, match="start from the fp32 file"):
         read_onnx(q)
+
+
+def test_a_mobilenet_file_with_squeeze_excitation_reinflates(tmp_path) -> None:
+    """MobileNetV3's squeeze-excitation convolutions sit outside any nn.Sequential and have no
+    BatchNorm: they are matched too, so --init (and bench --vs-torch) take a MobileNet .onnx."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from edgemeta.train.backbones import build_backbone
+    from edgemeta.train.onnx_init import calibrate_batchnorm, conv_bn_pairs, load_folded, read_onnx
+
+    torch.manual_seed(0)
+    source = build_backbone("mobilenet_v3_small", 1)
+    calibrate_batchnorm(source, torch.rand(64, 1, 32, 32))  # BatchNorms that are not the identity
+    out = tmp_path / "mn.onnx"
+    x = torch.rand(16, 1, 32, 32)
+    # The legacy exporter folds each BatchNorm into its convolution in eval mode, as edgemeta export does.
+    torch.onnx.export(source.eval(), (x,), str(out), dynamo=False, input_names=["images"], output_names=["emb"])
+    proto = onnx.load(str(out))
+    proto.metadata_props.add(key="edgemeta", value=json.dumps({"training": {"backbone": "mobilenet_v3_small"}}))
+    onnx.save(proto, str(out))
+    net = build_backbone("mobilenet_v3_small", 1)
+    convs = read_onnx(out)[1]
+    pairs = conv_bn_pairs(net)
+    assert len(pairs) == len(convs) and sum(bn is None for _, _, bn in pairs) > 0  # the SE convolutions
+    load_folded(net, convs, out)
+    calibrate_batchnorm(net, x)
+    expected = ort.InferenceSession(str(out)).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        got = net.eval()(x).numpy()
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()

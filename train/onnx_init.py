@@ -31,18 +31,15 @@ def is_onnx_file(path: str | Path) -> bool:
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d | None]]:
     """Every convolution in module order, with the BatchNorm that directly follows it in its
-    ``nn.Sequential`` (or None)."""
-    pairs = []
-    for prefix, module in model.named_modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        for i, (name, child) in enumerate(children):
-            if isinstance(child, nn.Conv2d):
-                following = children[i + 1][1] if i + 1 < len(children) else None
-                bn = following if isinstance(following, nn.BatchNorm2d) else None
-                pairs.append((f"{prefix}.{name}" if prefix else name, child, bn))
-    return pairs
+    ``nn.Sequential`` (or None: also a convolution outside any, such as a squeeze-excitation's)."""
+    following: dict[int, nn.BatchNorm2d] = {}
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.children())
+            for child, after in zip(children, children[1:]):
+                if isinstance(child, nn.Conv2d) and isinstance(after, nn.BatchNorm2d):
+                    following[id(child)] = after
+    return [(name, m, following.get(id(m))) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def read_onnx(path: str | Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray | None]]]:
