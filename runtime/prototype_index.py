@@ -15,11 +15,8 @@ sum with their float32 weights, each below ``exp(-margin)`` of the best one; the
 from __future__ import annotations
 
 import math
-import os
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,11 +48,6 @@ _U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 # When more than one entry in this many is near the best (unit vectors, d in [0, 4]), gathering
 # them costs more than float64 throughout.
 _DENSE = 8
-# The passes over a product of at least this many entries per thread are split among the cores:
-# at 64 x 100,000 two threads took 2.3 ms where one took 3.7 ms (2-core Xeon), a thread's start ~50 us.
-_ENTRIES_PER_THREAD = 2**20
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_T = TypeVar("_T")
 # Rows of [C, D] transposed per block when building (a block and its transpose fit in L2).
 _TRANSPOSE_ROWS = 4096
 
@@ -131,8 +123,7 @@ class PrototypeIndex:
     def _scaled(self, queries: np.ndarray, k: int) -> Neighbors:
         """float32 candidates, float64 results (see the module docstring). Two passes over the float32
         [N, C] product (its minimum, a comparison) pick the few entries that matter; at 100,000 classes
-        each pass over all entries, or a new array of them, costs milliseconds, so a large product's
-        rows are split among the cores."""
+        each pass over all entries, or a new array of them, costs milliseconds."""
         n, c = queries.shape[0], len(self.labels)
         q = queries.astype(np.float64)
         qc = np.ones((n, q.shape[1] + 1), dtype=np.float32)  # [N, D + 1]: q - center, 1
@@ -142,10 +133,7 @@ class PrototypeIndex:
         # around them (with room for a float32 sum of C weights).
         qc_sq = squared_norms(qc[:, :-1].astype(np.float64))
         tol = (2 * q.shape[1] + 8 + math.log2(c)) * _U32 * (np.sqrt(qc_sq) + self.radius) ** 2
-        spans = _row_spans(n, c)
-        found = _each_in_parallel(lambda lo, hi: _entries_that_matter(work[lo:hi], tol[lo:hi], k), spans)
-        flat = np.concatenate([part + lo * c for (lo, _), (part, _) in zip(spans, found)])
-        exact_below = np.concatenate([below for _, below in found])
+        flat, exact_below = _entries_that_matter(work, tol, k)
         if flat.size * _DENSE > work.size:  # e.g. unit vectors: every class within a few nats
             return self._exact(q, k, -2.0 * self.prototypes.T.astype(np.float64))
         rows, cols = np.divmod(flat, c)  # rows ascending
@@ -182,37 +170,6 @@ def _entries_that_matter(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.
     # comparison), the limit rounded up so that no entry below it is missed.
     limit = np.nextafter(keep_below.astype(np.float32), np.float32(np.inf))
     return np.flatnonzero(work <= limit[:, None]), exact_below
-
-
-def _row_spans(n: int, c: int) -> list[tuple[int, int]]:
-    """Row ranges [lo, hi) of an [n, c] product, one per core when it is large enough to pay for a
-    thread (numpy releases the GIL in these passes)."""
-    parts = max(1, min(_CORES, n, n * c // _ENTRIES_PER_THREAD))
-    edges = [n * i // parts for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
-
-
-def _each_in_parallel(fn: Callable[[int, int], _T], spans: list[tuple[int, int]]) -> list[_T]:
-    """``fn(lo, hi)`` for each span, the first on this thread and the others on threads of their own
-    (started per call: nothing outlives it, and a forked child inherits no pool)."""
-    results: list[Any] = [None] * len(spans)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            results[i] = fn(*spans[i])
-        except BaseException as e:  # re-raised on the calling thread below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(spans))]
-    for t in threads:
-        t.start()
-    run(0)
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -78,39 +78,6 @@ def test_search_equals_the_float64_formula(classes, k, make, n):
     assert n == 1 or score[:, 0].max() > 0.4  # some queries have a dominant class: scores tested where they are large
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_rows_split_among_threads_find_what_one_thread_finds(monkeypatch, k):
-    from edgemeta.runtime import prototype_index
-
-    sums, counts, protos = clustered_prototypes(3000)
-    index = PrototypeIndex.build(tuple(map(str, range(3000))), sums, counts)
-    queries = queries_near(protos, 20)  # 20 x 3,000 entries: the float32 candidates' path
-    whole = index.search(queries, k)
-    monkeypatch.setattr(prototype_index, "_CORES", 3)
-    monkeypatch.setattr(prototype_index, "_ENTRIES_PER_THREAD", 1)
-    assert prototype_index._row_spans(20, 3000) == [(0, 6), (6, 13), (13, 20)]
-    calls = []
-    passes = prototype_index._entries_that_matter
-    monkeypatch.setattr(prototype_index, "_entries_that_matter", lambda *a: calls.append(1) or passes(*a))
-    split = index.search(queries, k)
-    assert len(calls) == 3
-    for a, b in zip(whole, split):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_an_error_on_a_helper_thread_reaches_the_caller():
-    from edgemeta.runtime.prototype_index import _each_in_parallel
-
-    def fail_on_second(lo: int, hi: int) -> int:
-        if lo:
-            raise ValueError(f"rows {lo}:{hi}")
-        return hi
-
-    with pytest.raises(ValueError, match="rows 2:4"):
-        _each_in_parallel(fail_on_second, [(0, 2), (2, 4)])
-    assert _each_in_parallel(lambda lo, hi: hi - lo, [(0, 2), (2, 5)]) == [2, 3]
-
-
 @pytest.mark.parametrize("k", [1, 4])
 def test_fast_path_equals_the_general_path(k):
     sums, counts, protos = prototypes_like_embeddings(300)
