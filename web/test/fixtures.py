@@ -22,6 +22,67 @@ import numpy as np
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 
 
+def model_metadata(
+    size: tuple[int, int],
+    channels: int,
+    resize: str,
+    metric: str = "sqeuclidean",
+    *,
+    aspect: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    support_shift: int = 0,
+    data: str = "synthetic",
+) -> dict:
+    """The edgemeta metadata of a 16-d test model; ``aspect`` None: a file from before the aspect
+    policies (read as "stretch")."""
+    preprocess = {
+        "size": list(size),
+        "channels": channels,
+        "resize": resize,
+        "polarity": "light_on_dark" if channels == 1 else "none",
+        "auto_polarity": True,
+        "mean": list(mean) if mean is not None else [0.5] * channels,
+        "std": list(std) if std is not None else [0.25] * channels,
+    }
+    if aspect is not None:
+        preprocess["aspect"] = aspect
+    return {
+        "format_version": 1,
+        "input_name": "images",
+        "output_name": "embeddings",
+        "embedding_dim": 16,
+        "metric": metric,
+        "threshold": None,
+        "support_shift": support_shift,
+        "preprocess": preprocess,
+        "training": {"data": data},
+        "accuracy": {},
+    }
+
+
+def save_model(
+    path: Path, nodes: list, weights: dict[str, np.ndarray], channels: int, size: tuple[int, int], props: dict
+) -> Path:
+    """An ONNX file of ``nodes`` from ``images`` float32 [N, channels, h, w] to ``embeddings`` [N, 16],
+    with ``weights`` as initializers and ``props`` as its metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, *size])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", 16])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path
+
+
 def tiny_model(
     path: Path,
     size: tuple[int, int],
@@ -32,48 +93,18 @@ def tiny_model(
     aspect: str | None = None,
 ) -> Path:
     """A linear ONNX embedding model (flatten @ random W, 16-d) with edgemeta metadata."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     h, w = size
     weights = np.random.default_rng(7).standard_normal((channels * h * w, 16)).astype(np.float32) / 8
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["images"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["embeddings"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, h, w])],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", 16])],
-        [numpy_helper.from_array(weights, "W")],
+    nodes = [
+        helper.make_node("Flatten", ["images"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["embeddings"]),
+    ]
+    meta = model_metadata(size, channels, resize, metric, aspect=aspect)
+    return save_model(
+        path, nodes, {"W": weights}, channels, size, {"edgemeta": json.dumps(meta)} if props is None else props
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = {
-        "format_version": 1,
-        "input_name": "images",
-        "output_name": "embeddings",
-        "embedding_dim": 16,
-        "metric": metric,
-        "threshold": None,
-        "support_shift": 0,
-        "preprocess": {
-            "size": [h, w],
-            "channels": channels,
-            "resize": resize,
-            "polarity": "light_on_dark" if channels == 1 else "none",
-            "auto_polarity": True,
-            "mean": [0.5] * channels,
-            "std": [0.25] * channels,
-        },
-        "training": {"data": "synthetic"},
-        "accuracy": {},
-    }
-    if aspect is not None:  # absent: a file from before the aspect policies (read as "stretch")
-        meta["preprocess"]["aspect"] = aspect
-    helper.set_model_props(model, {"edgemeta": json.dumps(meta)} if props is None else props)
-    onnx.save(model, str(path))
-    return path
 
 
 def random_image(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from fixtures import model_metadata, save_model
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime.rejection import OperatingPoint, RejectionRule
@@ -35,54 +36,25 @@ MODELS = {
 
 def conv_model(path: Path, name: str, rejection: dict | None) -> Path:
     """Conv(3->6, 3x3, stride 2) + ReLU + flatten @ W (16-d), seeded weights, with edgemeta metadata."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     (h, w), resize, aspect, metric, mean, std = MODELS[name]
     rng = np.random.default_rng(11)
     k = rng.standard_normal((6, 3, 3, 3)).astype(np.float32) / 3
     oh, ow = (h + 1) // 2, (w + 1) // 2
     dense = rng.standard_normal((6 * oh * ow, 16)).astype(np.float32) / 8
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["images", "K"], ["conv"], pads=[1, 1, 1, 1], strides=[2, 2]),
-            helper.make_node("Relu", ["conv"], ["act"]),
-            helper.make_node("Flatten", ["act"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["embeddings"]),
-        ],
-        name,
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, h, w])],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", 16])],
-        [numpy_helper.from_array(k, "K"), numpy_helper.from_array(dense, "W")],
+    nodes = [
+        helper.make_node("Conv", ["images", "K"], ["conv"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["conv"], ["act"]),
+        helper.make_node("Flatten", ["act"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["embeddings"]),
+    ]
+    meta = model_metadata(
+        (h, w), 3, resize, metric, aspect=aspect, mean=mean, std=std, support_shift=1, data="synthetic colour shapes"
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = {
-        "format_version": 1,
-        "input_name": "images",
-        "output_name": "embeddings",
-        "embedding_dim": 16,
-        "metric": metric,
-        "threshold": None,
-        "support_shift": 1,
-        "preprocess": {
-            "size": [h, w],
-            "channels": 3,
-            "resize": resize,
-            "polarity": "none",
-            "auto_polarity": True,
-            "mean": list(mean),
-            "std": list(std),
-            "aspect": aspect,
-        },
-        "training": {"data": "synthetic colour shapes"},
-        "accuracy": {},
-    }
     if rejection is not None:
         meta["rejection"] = rejection
-    helper.set_model_props(model, {"edgemeta": json.dumps(meta)})
-    onnx.save(model, str(path))
-    return path
+    return save_model(path, nodes, {"K": k, "W": dense}, 3, (h, w), {"edgemeta": json.dumps(meta)})
 
 
 def shape_image(rng: np.random.Generator, colour: tuple[int, int, int], square: bool) -> np.ndarray:
