@@ -185,3 +185,43 @@ def test_bench_vs_torch(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["torch_max_abs_diff"] < 1e-4
+
+
+def test_runtime_overhead_script_reports_back_to_back_and_first_calls(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from runtime_overhead import _time_pairs, measure, stub_onnx
+    finally:
+        sys.path.pop(0)
+    calls = {"a": 0, "b": 0}
+    a, b, extra, first_extra = _time_pairs(lambda: calls.update(a=calls["a"] + 1), lambda: None, 6, block=3)
+    assert calls["a"] == 6 and a >= 0 and b >= 0  # two pairs of blocks of three calls
+    report = measure(stub_onnx(tmp_path / "stub.onnx"), threads=1, rounds=1, calls=40)
+    for batch in ("batch1", "batch64"):
+        row = report[batch]
+        assert {"predict_ms", "bare_ms", "extra_us", "first_call_extra_us", "throughput_ratio"} <= set(row)
+        assert row["predict_ms"] > 0 and row["bare_ms"] > 0
+
+
+def test_house_budgets_counts_the_runs_each_budget_held_in():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from house_budgets import summarize
+    finally:
+        sys.path.pop(0)
+
+    def run(vs_product: float, predict1_ms: float) -> dict:
+        rows = [{"classes": 100000, "predict1_ms": predict1_ms, "load_s": 0.1}]
+        ratios = {"1000": {"vs_fewest": 1.1}, "100000": {"vs_product": vs_product}}
+        overhead = {"batch1": {"extra_us": 20.0}, "batch64": {"throughput_ratio": 0.89}}
+        return {"scale": {"rows": rows, "ratios": ratios}, "overhead": overhead}
+
+    held = {s["budget"]: s["held"] for s in summarize([run(2.9, 1.2), run(3.1, 0.9), run(3.5, 0.95)])}
+    assert held == {
+        "1,000 vs 10 classes at batch 64": 3,
+        "100,000 classes at batch 64 vs the bare product": 1,
+        "batch 1 at 100,000 classes, ms": 2,
+        "loading 100,000 classes, s": 3,
+        "batch-1 extra over a bare call, us": 3,
+        "batch-64 throughput vs a bare call": 0,
+    }

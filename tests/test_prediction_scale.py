@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tiny_models import SIZE, linear_model
 
 from edgemeta.cli import main
-from edgemeta.runtime import EmbeddingModel, FewShotClassifier, fastpath
+from edgemeta.runtime import EmbeddingModel, FewShotClassifier, fastpath, prototype_index
 from edgemeta.runtime.prototype_index import EXACT_CLASSES, PrototypeIndex
 from edgemeta.runtime.store import StoreContents, write_store
 
@@ -76,6 +76,37 @@ def test_search_equals_the_float64_formula(classes, k, make, n):
     np.testing.assert_allclose(found.score, score, rtol=0, atol=1e-6)
     np.testing.assert_allclose(found.distance, dist, rtol=1e-9, atol=1e-9)
     assert n == 1 or score[:, 0].max() > 0.4  # some queries have a dominant class: scores tested where they are large
+
+
+def two_passes(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plain definition of the entries that matter: every entry at or below its row's limit."""
+    low = work.min(axis=1)
+    kth = np.sort(work, axis=1)[:, k - 1]
+    limit, exact_below = prototype_index._limits(low, kth, tol, work.shape[1])
+    return np.flatnonzero(work <= limit[:, None]), exact_below
+
+
+@pytest.mark.parametrize("columns", [32 * 700, 32 * 700 + 31, 100_003])
+@pytest.mark.parametrize("k", [1, 3, 40])
+def test_the_one_pass_filter_finds_what_two_passes_find(columns, k):
+    rng = np.random.default_rng(k)
+    work = (300 * rng.standard_normal((24, columns))).astype(np.float32)
+    work[3, -1] = work[3].min() - 1  # a row's best class in the tail, another's in its last slab
+    work[4, 32 * 700 - 1] = work[4].min() - 1
+    tol = 0.01 * rng.random(24)
+    got = prototype_index._entries_by_slabs(work, tol, k)
+    assert got is not None
+    want = two_passes(work, tol, k)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert 24 * k <= got[0].size < work.size // 100  # few entries matter, and at least k per row
+
+
+def test_the_one_pass_filter_gives_way_when_most_entries_matter():
+    work = np.random.default_rng(0).random((20, 40_000), dtype=np.float32)  # all within a nat
+    assert prototype_index._entries_by_slabs(work, np.full(20, 1e-3), 1) is None
+    flat, _ = prototype_index._entries_that_matter(work, np.full(20, 1e-3), 1)
+    assert flat.size == work.size
 
 
 @pytest.mark.parametrize("k", [1, 4])
