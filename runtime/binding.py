@@ -17,9 +17,7 @@ import onnxruntime as ort
 
 class SingleImageBinding:
     """One thread's buffers: ``input`` float32 [1, C, H, W] (``flat_input``: the same memory as
-    [C*H*W]), ``output`` float32 [1, D]. ``output_with_one`` float32 [1, D + 1] (``_flat``:
-    [D + 1]) is ``output`` followed by a constant 1, so that one matrix product with [D + 1, K]
-    can add a bias row."""
+    [C*H*W]), ``output`` float32 [1, D]."""
 
     def __init__(
         self,
@@ -31,9 +29,7 @@ class SingleImageBinding:
     ) -> None:
         self.input = np.zeros(input_shape, dtype=np.float32)
         self.flat_input = self.input.reshape(-1)
-        self.output_with_one = np.ones((1, dim + 1), dtype=np.float32)
-        self.output_with_one_flat = self.output_with_one.reshape(-1)
-        self.output = self.output_with_one_flat[:dim].reshape(1, dim)
+        self.output = np.zeros((1, dim), dtype=np.float32)
         # The tensors view the numpy buffers (no copies); keep them referenced with the binding.
         self._tensors = (ort.OrtValue.ortvalue_from_numpy(self.input), ort.OrtValue.ortvalue_from_numpy(self.output))
         self._binding = session.io_binding()

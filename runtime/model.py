@@ -15,7 +15,7 @@ from .binding import PerThreadBindings, SingleImageBinding
 from .domain import out_of_domain
 from .errors import ModelError
 from .metadata import METADATA_KEY, ModelMetadata, classifier_summary, is_baked_classifier
-from .preprocess import OneGrayImage, Views, _normalize_with, normalize_constants, offset_views, prepare_uint8
+from .preprocess import Normalizer, OneGrayImage, Views, offset_views, prepare_uint8
 from .session import DEFAULT_SPIN_US, choose_providers, make_session
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -93,7 +93,7 @@ class EmbeddingModel:
             self._check_signature()
         except UnicodeDecodeError:  # onnxruntime decodes names and shapes lazily
             raise ModelError(f"model holds names that are not UTF-8: {self.path}") from None
-        self._scale, self._offset = normalize_constants(self.meta.preprocess)
+        self._normalize = Normalizer(self.meta.preprocess)
         self._run_options = ort.RunOptions()
         spec = self.meta.preprocess
         # CPU only: with a GPU provider the bound host buffers would add copies, not save work.
@@ -206,9 +206,9 @@ class EmbeddingModel:
     def _embed_plain(self, batch: np.ndarray) -> np.ndarray:
         bound = self._single.get() if batch.shape[0] == 1 else None
         if bound is not None:
-            _normalize_with(batch, self._scale, self._offset, out=bound.input)
+            self._normalize(batch, out=bound.input)
             return bound.run().copy()
-        return self.run_input(_normalize_with(batch, self._scale, self._offset))
+        return self.run_input(self._normalize(batch))
 
     def run_input(self, x: np.ndarray) -> np.ndarray:
         """Normalized float32 [N, C, H, W] -> float32 [N, D]: the bare network call."""

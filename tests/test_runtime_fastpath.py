@@ -11,7 +11,7 @@ from tiny_models import class_batch, linear_model, metadata
 
 from edgemeta.runtime import EmbeddingModel, FewShotClassifier
 from edgemeta.runtime import binding as binding_module
-from edgemeta.runtime.preprocess import OneGrayImage, PreprocessSpec, fix_polarity, normalize, prepare_uint8
+from edgemeta.runtime.preprocess import Normalizer, OneGrayImage, PreprocessSpec, fix_polarity, normalize, prepare_uint8
 
 SIZE = 8
 
@@ -77,6 +77,24 @@ def test_one_gray_image_input_is_bit_identical_to_the_general_preprocessing(pola
             out[:] = np.nan
             one.normalize_into(shaped, out)
             np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "channels,mean,std", [(1, (0.0,), (1.0,)), (1, (0.45,), (0.27,)), (3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+)
+def test_the_normalizer_is_bit_identical_to_normalize(channels, mean, std):
+    spec = PreprocessSpec(size=(12, 9), channels=channels, polarity="none", mean=mean, std=std)
+    rng = np.random.default_rng(channels)
+    batch = rng.integers(0, 256, (5, 12, 9, channels), dtype=np.uint8)
+    for channel in range(channels):  # every level in every channel
+        batch[..., channel].flat[:256] = np.arange(256)
+    expected = normalize(batch, spec)
+    normalizer = Normalizer(spec)
+    np.testing.assert_array_equal(normalizer(batch), expected)
+    out = np.full((5, channels, 12, 9), np.nan, dtype=np.float32)
+    assert normalizer(batch, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(normalizer(batch[::2]), expected[::2])  # a strided view of the batch
 
 
 def test_one_gray_image_leaves_every_other_input_to_the_general_path():
