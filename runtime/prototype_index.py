@@ -20,7 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import ModelError
 from .nearest import prototypes_from_sums, softmax_scores, squared_norms, top_k
+from .slab_product import SlabProduct
 
 # Which path answers (both give the same results): float64 throughout is the faster one for
 # fewer than about 32,768 query-class pairs or one query among up to 4,096 classes (measured with
@@ -55,6 +57,10 @@ _TRANSPOSE_ROWS = 4096
 # product, a paired median 0.7 ms less), equal at 64 x 8,192, slower below.
 _SLABS_FROM = 2**19
 _SLABS = 32
+# From this many classes a batch's product and slab minima run in one onnxruntime call
+# (runtime/slab_product.py): 3.6-4.7 vs 6.0-7.1 ms at 64 x 100,000. One query keeps numpy's
+# matrix-vector product (0.57 vs 1.04 ms).
+SLAB_PRODUCT_CLASSES = 16_384
 
 
 class Neighbors(NamedTuple):
@@ -80,8 +86,11 @@ class PrototypeIndex:
     scaled: bool
     minus_2_t: np.ndarray  # float64 [D, C]: -2 p.T
     center: np.ndarray  # float32 [D]: the prototypes' mean
-    centered_t: np.ndarray  # float32 [D + 1, C]: -2 (p - center).T over a last row ||p - center||^2
+    centered_t: np.ndarray  # float32 [D + 1, C']: -2 (p - center).T over a last row ||p - center||^2
     radius: float = 0.0  # the largest ||p - center||
+    # From SLAB_PRODUCT_CLASSES classes: C' is C rounded up to whole slabs (the added columns are
+    # 0 over +inf, never near anything) and this runs a batch's product (None: numpy does).
+    slab_product: SlabProduct | None = None
 
     @classmethod
     def build(cls, labels: tuple[str, ...], sums: np.ndarray, counts: np.ndarray) -> PrototypeIndex:
@@ -94,13 +103,17 @@ class PrototypeIndex:
             return cls(labels, protos, sq, counts, exact, scaled, minus_2_t, np.empty(0), np.empty(0))
         center = protos.mean(axis=0, dtype=np.float64).astype(np.float32)
         centered = protos - center  # float32: one rounding of each difference, as the bound assumes
-        matrix = np.empty((protos.shape[1] + 1, len(labels)), dtype=np.float32)
-        for start in range(0, len(labels), _TRANSPOSE_ROWS):  # in blocks: a whole transposed copy thrashes the cache
+        c = len(labels)
+        slabbed = c >= SLAB_PRODUCT_CLASSES
+        matrix = np.zeros((protos.shape[1] + 1, -(-c // _SLABS) * _SLABS if slabbed else c), dtype=np.float32)
+        for start in range(0, c, _TRANSPOSE_ROWS):  # in blocks: a whole transposed copy thrashes the cache
             block = centered[start : start + _TRANSPOSE_ROWS]
             np.multiply(block.T, np.float32(-2.0), out=matrix[:-1, start : start + len(block)])
-        matrix[-1] = np.einsum("cd,cd->c", centered, centered, dtype=np.float64)
+        matrix[-1, :c] = np.einsum("cd,cd->c", centered, centered, dtype=np.float64)
+        radius = float(np.sqrt(matrix[-1, :c].max()))
+        matrix[-1, c:] = np.inf
         return cls(
-            labels, protos, sq, counts, exact, scaled, minus_2_t, center, matrix, float(np.sqrt(matrix[-1].max()))
+            labels, protos, sq, counts, exact, scaled, minus_2_t, center, matrix, radius, _slab_product(matrix, slabbed)
         )
 
     def search(self, queries: np.ndarray, k: int) -> Neighbors:
@@ -133,15 +146,20 @@ class PrototypeIndex:
         q = queries.astype(np.float64)
         qc = np.ones((n, q.shape[1] + 1), dtype=np.float32)  # [N, D + 1]: q - center, 1
         qc[:, :-1] = q - self.center
-        work = product(qc, self.centered_t)  # [N, C]: ~ d - ||q - center||^2 = partial - offset
+        # work [N, C']: ~ d - ||q - center||^2 = partial - offset (+inf in padding columns)
+        minima: np.ndarray | None = None
+        if self.slab_product is not None and n > 1:
+            work, minima = self.slab_product(qc)
+        else:
+            work = product(qc, self.centered_t)
         # |work + offset - partial| <= tol: float32 dot products of length D + 1 and the roundings
         # around them (with room for a float32 sum of C weights).
         qc_sq = squared_norms(qc[:, :-1].astype(np.float64))
         tol = (2 * q.shape[1] + 8 + math.log2(c)) * _U32 * (np.sqrt(qc_sq) + self.radius) ** 2
-        flat, exact_below = _entries_that_matter(work, tol, k)
+        flat, exact_below = _entries_that_matter(work, tol, k, c, minima)
         if flat.size * _DENSE > work.size:  # e.g. unit vectors: every class within a few nats
             return self._exact(q, k, -2.0 * self.prototypes.T.astype(np.float64))
-        rows, cols = np.divmod(flat, c)  # rows ascending
+        rows, cols = np.divmod(flat, work.shape[1])  # rows ascending
         near = work.reshape(-1)[flat]
         exact = near <= exact_below[rows]
         er, ec = rows[exact], cols[exact]
@@ -162,17 +180,20 @@ class PrototypeIndex:
         )
 
 
-def _entries_that_matter(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the float32 product ``work`` [n, C] and their error bounds ``tol`` float64 [n] -> the
-    flat indices into ``work`` of the entries that matter (int64, ascending) and, per row, the limit
-    below which an entry is recomputed in float64 (float64 [n])."""
-    if work.size >= _SLABS_FROM and k <= work.shape[1] // _SLABS:
-        found = _entries_by_slabs(work, tol, k)
+def _entries_that_matter(
+    work: np.ndarray, tol: np.ndarray, k: int, classes: int, minima: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the float32 product ``work`` [n, C'] (C' >= ``classes``: columns beyond hold +inf),
+    their error bounds ``tol`` float64 [n] and, when the product came with them, its slab minima
+    [n, C' / _SLABS] -> the flat indices into ``work`` of the entries that matter (int64,
+    ascending) and, per row, the limit below which an entry is recomputed in float64 (float64 [n])."""
+    if k <= work.shape[1] // _SLABS and (minima is not None or work.size >= _SLABS_FROM):
+        found = _entries_by_slabs(work, tol, k, classes, minima)
         if found is not None:
             return found
     low = work.min(axis=1)
     kth = low if k == 1 else np.partition(work, k - 1, axis=1)[:, k - 1]
-    limit, exact_below = _limits(low, kth, tol, work.shape[1])
+    limit, exact_below = _limits(low, kth, tol, classes)
     return np.flatnonzero(work <= limit[:, None]), exact_below
 
 
@@ -186,22 +207,26 @@ def _limits(low: np.ndarray, kth: np.ndarray, tol: np.ndarray, c: int) -> tuple[
     return np.nextafter(keep_below.astype(np.float32), np.float32(np.inf)), exact_below
 
 
-def _entries_by_slabs(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _entries_by_slabs(
+    work: np.ndarray, tol: np.ndarray, k: int, classes: int, minima: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``_entries_that_matter`` in one pass over ``work`` instead of two: each row is cut into
     ``_SLABS`` equal slabs (and a tail of fewer than ``_SLABS`` columns) and their element-wise
     minimum, [n, C // _SLABS], gives each row's minimum and an upper bound on its k-th smallest
     entry (k distinct entries lie at or below the k-th smallest of these minima), hence limits
     that can only be too wide. Only the columns whose minimum is within them are read again:
     tens per row of 100,000 random classes. The exact limits then filter these few, so the
-    result is the two passes' to the bit. None when too many columns are within the limits."""
+    result is the two passes' to the bit. None when too many columns are within the limits.
+    ``minima``: the slab minima when the product came with them (then there is no tail)."""
     n, c = work.shape
     per_slab = c // _SLABS
     body = per_slab * _SLABS
-    minima = work[:, :body].reshape(n, _SLABS, per_slab).min(axis=1)
+    if minima is None:
+        minima = work[:, :body].reshape(n, _SLABS, per_slab).min(axis=1)
     tail = work[:, body:]
     low = minima.min(axis=1) if body == c else np.minimum(minima.min(axis=1), tail.min(axis=1))
     kth_bound = low if k == 1 else np.partition(minima, k - 1, axis=1)[:, k - 1]
-    wide, _ = _limits(low, kth_bound, tol, c)
+    wide, _ = _limits(low, kth_bound, tol, classes)
     columns = np.flatnonzero(minima <= wide[:, None])  # into minima: row * per_slab + column
     if columns.size * _SLABS * _DENSE > work.size:
         return None
@@ -216,8 +241,16 @@ def _entries_by_slabs(work: np.ndarray, tol: np.ndarray, k: int) -> tuple[np.nda
     if k > 1:  # the true k-th smallest of each row is among its entries within the wide limits
         order = np.lexsort((values, rows))
         kth_bound = values[order][np.searchsorted(rows[order], np.arange(n)) + k - 1]
-    limit, exact_below = _limits(low, kth_bound, tol, c)
+    limit, exact_below = _limits(low, kth_bound, tol, classes)
     return flat[values <= limit[rows]], exact_below
+
+
+def _slab_product(matrix: np.ndarray, wanted: bool) -> SlabProduct | None:
+    """The onnxruntime session for a big index's products; None (numpy's) where it cannot run."""
+    try:
+        return SlabProduct(matrix, _SLABS) if wanted else None
+    except ModelError:
+        return None
 
 
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:

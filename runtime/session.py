@@ -26,15 +26,20 @@ def make_session(
     providers: Sequence[str] = CPU,
     threads: int | None = None,
     spin_us: int | None = DEFAULT_SPIN_US,
+    initializers: dict[str, np.ndarray] | None = None,
 ) -> ort.InferenceSession:
     """An onnxruntime session for ``model`` (the serialized bytes or a file path), its warnings silenced.
 
     ``providers``: the provider list (``choose_providers`` picks one for a device); ``threads``:
-    intra-op threads (None: onnxruntime's default); ``spin_us``: see ``session_options``.
-    onnxruntime's own errors (a file that is not ONNX) pass through untyped: each caller knows what
-    the file was meant to be.
+    intra-op threads (None: onnxruntime's default); ``spin_us``: see ``session_options``;
+    ``initializers``: arrays for the model's external initializers of those names, read from this
+    memory (the caller keeps them alive). onnxruntime's own errors (a file that is not ONNX) pass
+    through untyped: each caller knows what the file was meant to be.
     """
     options = session_options(threads, spin_us)
+    if initializers:
+        names = list(initializers)
+        options.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(initializers[n]) for n in names])
     chosen = list(providers)
     # onnxruntime's fallback retries on CPU and prints to stdout; a CPU-only list has nothing to fall back to.
     fallback = int(chosen != list(CPU))

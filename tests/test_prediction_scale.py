@@ -94,7 +94,7 @@ def test_the_one_pass_filter_finds_what_two_passes_find(columns, k):
     work[3, -1] = work[3].min() - 1  # a row's best class in the tail, another's in its last slab
     work[4, 32 * 700 - 1] = work[4].min() - 1
     tol = 0.01 * rng.random(24)
-    got = prototype_index._entries_by_slabs(work, tol, k)
+    got = prototype_index._entries_by_slabs(work, tol, k, columns)
     assert got is not None
     want = two_passes(work, tol, k)
     np.testing.assert_array_equal(got[0], want[0])
@@ -104,8 +104,8 @@ def test_the_one_pass_filter_finds_what_two_passes_find(columns, k):
 
 def test_the_one_pass_filter_gives_way_when_most_entries_matter():
     work = np.random.default_rng(0).random((20, 40_000), dtype=np.float32)  # all within a nat
-    assert prototype_index._entries_by_slabs(work, np.full(20, 1e-3), 1) is None
-    flat, _ = prototype_index._entries_that_matter(work, np.full(20, 1e-3), 1)
+    assert prototype_index._entries_by_slabs(work, np.full(20, 1e-3), 1, 40_000) is None
+    flat, _ = prototype_index._entries_that_matter(work, np.full(20, 1e-3), 1, 40_000)
     assert flat.size == work.size
 
 
