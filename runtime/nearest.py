@@ -22,6 +22,7 @@ import numpy as np
 
 # Floor of a vector's length before dividing by it: an all-zero embedding stays zero, not NaN.
 NORM_EPS = 1e-12
+FLOAT32_ROUNDOFF = float(np.finfo(np.float32).eps) / 2  # unit roundoff u of float32: |fl(x) - x| <= u |x|
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

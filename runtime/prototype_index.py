@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import ModelError
-from .nearest import prototypes_from_sums, softmax_scores, squared_norms, top_k
+from .nearest import FLOAT32_ROUNDOFF, prototypes_from_sums, softmax_scores, squared_norms, top_k
 from .slab_product import SlabProduct
 
 # Which path answers (both give the same results): float64 throughout is the faster one for
@@ -46,7 +46,6 @@ _SPLIT_AT_MOST = 64
 # nearest class's weight is exactly 1), so |w_i / T' - w_i / T| = w_i |T - T'| / (T T') <= 2e-7.
 # So exp runs only on the classes within L of the best: a few hundred of 100,000 random ones.
 _SCORE_TOL = 1e-7
-_U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 # When more than one entry in this many is near the best (unit vectors, d in [0, 4]), gathering
 # them costs more than float64 throughout.
 _DENSE = 8
@@ -155,7 +154,7 @@ class PrototypeIndex:
         # |work + offset - partial| <= tol: float32 dot products of length D + 1 and the roundings
         # around them (with room for a float32 sum of C weights).
         qc_sq = squared_norms(qc[:, :-1].astype(np.float64))
-        tol = (2 * q.shape[1] + 8 + math.log2(c)) * _U32 * (np.sqrt(qc_sq) + self.radius) ** 2
+        tol = (2 * q.shape[1] + 8 + math.log2(c)) * FLOAT32_ROUNDOFF * (np.sqrt(qc_sq) + self.radius) ** 2
         flat, exact_below = _entries_that_matter(work, tol, k, c, minima)
         if flat.size * _DENSE > work.size:  # e.g. unit vectors: every class within a few nats
             return self._exact(q, k, -2.0 * self.prototypes.T.astype(np.float64))

@@ -25,11 +25,11 @@ import struct
 import numpy as np
 
 from .errors import ModelError
+from .nearest import FLOAT32_ROUNDOFF
 from .session import make_session
 
 _FLOAT, _INT64 = 1, 7  # ONNX TensorProto data types
 _INTS, _INT = 7, 2  # ONNX AttributeProto types
-_U32 = float(np.finfo(np.float32).eps) / 2
 _CHECKED = 8192
 
 
@@ -119,5 +119,5 @@ class SlabProduct:
         finite = np.isfinite(part).all(axis=0)  # padding columns hold +inf
         q = probe.astype(np.float64)
         error = np.abs(work[0, :_CHECKED][finite] - (q @ part[:, finite])[0])
-        if not (error <= (q.shape[1] + 2) * _U32 * (np.abs(q) @ np.abs(part[:, finite]))[0]).all():
+        if not (error <= (q.shape[1] + 2) * FLOAT32_ROUNDOFF * (np.abs(q) @ np.abs(part[:, finite]))[0]).all():
             raise ModelError("this onnxruntime's float32 product is not exact enough for the prototype index")
