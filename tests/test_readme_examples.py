@@ -225,3 +225,22 @@ def test_bash_examples_parse_and_the_fast_ones_run(tmp_path, monkeypatch, paths_
 def test_a_renamed_option_or_command_fails_the_parse(args, paths_need_not_exist):
     with pytest.raises(click.UsageError):
         resolve(args)
+
+
+def test_ci_runs_the_readme_test_command_and_fails_when_it_fails(tmp_path):
+    quickstart = dict(blocks("bash"))[
+        "Quickstart (a fresh machine with Python 3.10+; the tests also need Node 18+ with npm)"
+    ]
+    command = quickstart.strip().splitlines()[1]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert command in ci
+    # set -e ignores a failing command inside an && list: CI must check the list's status itself.
+    guarded = next(line for line in ci.splitlines() if command in line)
+    assert guarded.startswith("if ! {") and guarded.endswith("; then")
+    # The guard as CI writes it stops the script when any step of the list fails.
+    script = tmp_path / "guard.sh"
+    script.write_text(
+        "set -euo pipefail\n" + guarded.replace(command, "true && false && true") + "\n  exit 7\nfi\necho ran on\n"
+    )
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 7 and "ran on" not in proc.stdout
